@@ -1,0 +1,49 @@
+// Command berthd is the berth CRI daemon.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/daemon"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "berthd",
+		Short:         "berth: a Kubernetes container runtime (CRI)",
+		Version:       daemon.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+	}
+	flags := config.BindFlags(root.PersistentFlags())
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		return daemon.Run(cmd.Context(), flags.Loader())
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "config",
+		Short: "Print the effective configuration as commented TOML",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := flags.Loader().Load()
+			if err != nil {
+				return err
+			}
+			out, err := cfg.WriteTOML()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "berthd:", err)
+		os.Exit(1)
+	}
+}

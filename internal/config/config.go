@@ -1,0 +1,303 @@
+// Package config owns berth's configuration: the schema, its defaults,
+// loading a TOML file plus drop-ins, validation, and printing it back.
+//
+// A Config is an immutable snapshot. The daemon publishes the current one
+// through an atomic pointer; SIGHUP builds a new snapshot and applies only
+// the fields listed in Reloadable.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Default paths. Every one of them can be changed in the config file.
+const (
+	DefaultConfigFile = "/etc/berth/berth.toml"
+	DefaultSocket     = "/run/berth/berth.sock"
+)
+
+// Config is the whole configuration, grouped like crio.conf.
+type Config struct {
+	Berth Berth `toml:"berth"`
+}
+
+// Berth holds the top-level [berth] table: where state and storage live.
+type Berth struct {
+	// Root is the containers/storage root (images and writable layers).
+	Root string `toml:"root" comment:"containers/storage root: image layers and container writable layers."`
+	// RunRoot is the containers/storage run root (mounts, locks).
+	RunRoot string `toml:"runroot" comment:"containers/storage run root: mount points and locks."`
+	// StorageDriver is the graph driver; empty picks overlay, then vfs.
+	StorageDriver string `toml:"storage_driver" comment:"Storage driver: overlay or vfs. Empty: overlay when the kernel supports it, else vfs."`
+	// StorageOptions are passed to the driver, as in storage.conf.
+	StorageOptions []string `toml:"storage_option" comment:"Options for the storage driver, e.g. \"overlay.mountopt=nodev\"."`
+	// StorageConf is a containers storage.conf whose values are used as a base.
+	StorageConf string `toml:"storage_conf" comment:"containers storage.conf read as the base for the four keys above (empty: none)."`
+	// StateDir holds berth's own pod and container records.
+	StateDir string `toml:"state_dir" comment:"berth's own records of pods and containers (survive restarts)."`
+	// RunDir holds volatile runtime files: exits, pinned namespaces, attach sockets.
+	RunDir string `toml:"run_dir" comment:"Volatile runtime files: exit files, pinned namespaces, attach sockets."`
+	// LogDir is where conmon's own logs of containers go when the CRI gives no path.
+	LogDir string `toml:"log_dir" comment:"Default directory for container logs when the CRI request names none."`
+
+	API     API     `toml:"api"`
+	Runtime Runtime `toml:"runtime"`
+	Image   Image   `toml:"image"`
+	Network Network `toml:"network"`
+	Metrics Metrics `toml:"metrics"`
+}
+
+// API is the [berth.api] table: the CRI socket and the streaming server.
+type API struct {
+	Listen          string `toml:"listen" comment:"Path of the CRI gRPC unix socket."`
+	StreamAddress   string `toml:"stream_address" comment:"Address the streaming server (exec, attach, port-forward) binds to."`
+	StreamPort      string `toml:"stream_port" comment:"Port of the streaming server; \"0\" picks a free one."`
+	GRPCMaxSendSize int    `toml:"grpc_max_send_msg_size" comment:"Largest gRPC message berth sends, in bytes."`
+	GRPCMaxRecvSize int    `toml:"grpc_max_recv_msg_size" comment:"Largest gRPC message berth accepts, in bytes."`
+}
+
+// Runtime is the [berth.runtime] table: how containers are run.
+type Runtime struct {
+	LogLevel       string             `toml:"log_level" comment:"Log level: debug, info, warn or error. Reloadable."`
+	DefaultRuntime string             `toml:"default_runtime" comment:"Runtime handler used when the pod names none. Reloadable."`
+	Runtimes       map[string]Handler `toml:"runtimes" comment:"Runtime handlers by name."`
+	Conmon         string             `toml:"conmon" comment:"Path of the conmon binary."`
+	ConmonCgroup   string             `toml:"conmon_cgroup" comment:"Cgroup for conmon processes: \"pod\" puts each in its pod's cgroup."`
+	CgroupManager  string             `toml:"cgroup_manager" comment:"Cgroup manager: cgroupfs or systemd."`
+	DefaultCaps    []string           `toml:"default_capabilities" comment:"Capabilities every container gets unless the CRI request says otherwise."`
+	DefaultSysctls []string           `toml:"default_sysctls" comment:"Sysctls set in every pod, as \"key=value\"."`
+	PidsLimit      int64              `toml:"pids_limit" comment:"Default pids limit of a container; 0 or -1 for none."`
+	LogSizeMax     int64              `toml:"log_size_max" comment:"Largest size of a container log file in bytes before conmon truncates it; -1 for no limit."`
+	ShmSize        string             `toml:"shm_size" comment:"Size of each pod's /dev/shm tmpfs, e.g. \"64m\"."`
+	SeccompProfile string             `toml:"seccomp_profile" comment:"Path of a seccomp profile JSON used for RuntimeDefault; empty: the built-in default profile."`
+	StopTimeout    int64              `toml:"ctr_stop_timeout" comment:"Smallest timeout in seconds used to stop a container."`
+}
+
+// Handler describes one OCI runtime handler ([berth.runtime.runtimes.NAME]).
+type Handler struct {
+	RuntimePath string `toml:"runtime_path" comment:"Path of the OCI runtime binary."`
+	RuntimeRoot string `toml:"runtime_root" comment:"State root passed to the runtime as --root."`
+	RuntimeType string `toml:"runtime_type" comment:"Runtime type; only \"oci\" is supported."`
+}
+
+// Image is the [berth.image] table: pulling and keeping images.
+type Image struct {
+	DefaultTransport    string   `toml:"default_transport" comment:"Transport used for image names without one."`
+	GlobalAuthFile      string   `toml:"global_auth_file" comment:"Auth file (containers-auth.json format) used when a pull carries no credentials."`
+	PauseImage          string   `toml:"pause_image" comment:"Kept for CRI-O compatibility: berth pins pod namespaces itself and never pulls it. Reloadable."`
+	PinnedImages        []string `toml:"pinned_images" comment:"Images never removed by RemoveImage and reported as pinned; exact names or globs ending in '*'. Reloadable."`
+	SignaturePolicy     string   `toml:"signature_policy" comment:"Signature policy file (policy.json). Re-read on SIGHUP."`
+	RegistriesConf      string   `toml:"registries_conf" comment:"registries.conf used for name resolution, mirrors and blocking. Re-read on SIGHUP."`
+	RegistriesConfDir   string   `toml:"registries_conf_dir" comment:"Drop-in directory of registries.conf. Re-read on SIGHUP."`
+	InsecureRegistries  []string `toml:"insecure_registries" comment:"Registries reached without TLS verification (in addition to registries.conf)."`
+	PullProgressTimeout Duration `toml:"pull_progress_timeout" comment:"A pull that makes no progress for this long is aborted; 0 disables."`
+	ShortNameMode       string   `toml:"short_name_mode" comment:"Short name resolution: enforcing (ambiguity is an error) or disabled."`
+}
+
+// Network is the [berth.network] table: CNI.
+type Network struct {
+	DefaultNetwork string   `toml:"cni_default_network" comment:"CNI network used for pods; empty: the first config in network_dir."`
+	NetworkDir     string   `toml:"network_dir" comment:"Directory of CNI network configs."`
+	PluginDirs     []string `toml:"plugin_dirs" comment:"Directories searched for CNI plugin binaries."`
+}
+
+// Metrics is the [berth.metrics] table: the Prometheus endpoint.
+type Metrics struct {
+	Enable bool   `toml:"enable_metrics" comment:"Serve Prometheus metrics."`
+	Host   string `toml:"metrics_host" comment:"Address the metrics endpoint binds to."`
+	Port   int    `toml:"metrics_port" comment:"Port of the metrics endpoint."`
+}
+
+// Duration is a time.Duration written as a Go duration string in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses "30s", "1m" and friends.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints the duration the way UnmarshalText reads it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the built-in configuration.
+func Default() *Config {
+	return &Config{Berth: Berth{
+		Root:     "/var/lib/containers/storage",
+		RunRoot:  "/run/containers/storage",
+		StateDir: "/var/lib/berth",
+		RunDir:   "/run/berth",
+		LogDir:   "/var/log/berth",
+		API: API{
+			Listen:          DefaultSocket,
+			StreamAddress:   "127.0.0.1",
+			StreamPort:      "0",
+			GRPCMaxSendSize: 80 * 1024 * 1024,
+			GRPCMaxRecvSize: 80 * 1024 * 1024,
+		},
+		Runtime: Runtime{
+			LogLevel:       "info",
+			DefaultRuntime: "runc",
+			Runtimes: map[string]Handler{
+				"runc": {RuntimePath: "/usr/sbin/runc", RuntimeRoot: "/run/runc", RuntimeType: "oci"},
+			},
+			Conmon:        "/usr/bin/conmon",
+			ConmonCgroup:  "pod",
+			CgroupManager: "cgroupfs",
+			DefaultCaps: []string{
+				"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "SETGID", "SETUID",
+				"SETPCAP", "NET_BIND_SERVICE", "KILL",
+			},
+			PidsLimit:   0,
+			LogSizeMax:  -1,
+			ShmSize:     "64m",
+			StopTimeout: 30,
+		},
+		Image: Image{
+			DefaultTransport:    "docker://",
+			PauseImage:          "registry.k8s.io/pause:3.10",
+			SignaturePolicy:     "/etc/containers/policy.json",
+			RegistriesConf:      "/etc/containers/registries.conf",
+			RegistriesConfDir:   "/etc/containers/registries.conf.d",
+			PullProgressTimeout: Duration{time.Minute},
+			ShortNameMode:       "enforcing",
+		},
+		Network: Network{
+			NetworkDir: "/etc/cni/net.d",
+			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
+		},
+		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
+	}}
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	b := &c.Berth
+	for key, p := range map[string]string{
+		"berth.root": b.Root, "berth.runroot": b.RunRoot, "berth.state_dir": b.StateDir,
+		"berth.run_dir": b.RunDir, "berth.log_dir": b.LogDir, "berth.api.listen": b.API.Listen,
+		"berth.runtime.conmon": b.Runtime.Conmon, "berth.network.network_dir": b.Network.NetworkDir,
+	} {
+		if !filepath.IsAbs(p) {
+			return fieldErr(key, "%q is not an absolute path", p)
+		}
+	}
+	switch b.StorageDriver {
+	case "", "overlay", "vfs":
+	default:
+		return fieldErr("berth.storage_driver", "%q is not supported (overlay or vfs)", b.StorageDriver)
+	}
+	if _, err := ParseLogLevel(b.Runtime.LogLevel); err != nil {
+		return fieldErr("berth.runtime.log_level", "%w", err)
+	}
+	switch b.Runtime.CgroupManager {
+	case "cgroupfs", "systemd":
+	default:
+		return fieldErr("berth.runtime.cgroup_manager", "%q is not cgroupfs or systemd", b.Runtime.CgroupManager)
+	}
+	if len(b.Runtime.Runtimes) == 0 {
+		return fieldErr("berth.runtime.runtimes", "at least one runtime handler is needed")
+	}
+	for name, h := range b.Runtime.Runtimes {
+		if h.RuntimePath == "" {
+			return fieldErr("berth.runtime.runtimes."+name+".runtime_path", "must be set")
+		}
+		if h.RuntimeType != "" && h.RuntimeType != "oci" {
+			return fieldErr("berth.runtime.runtimes."+name+".runtime_type", "%q is not supported (oci)", h.RuntimeType)
+		}
+	}
+	if _, ok := b.Runtime.Runtimes[b.Runtime.DefaultRuntime]; !ok {
+		return fieldErr("berth.runtime.default_runtime", "%q is not a configured runtime handler", b.Runtime.DefaultRuntime)
+	}
+	if _, err := ParseSize(b.Runtime.ShmSize); err != nil {
+		return fieldErr("berth.runtime.shm_size", "%w", err)
+	}
+	for _, s := range b.Runtime.DefaultSysctls {
+		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
+			return fieldErr("berth.runtime.default_sysctls", "%q is not key=value", s)
+		}
+	}
+	if b.Image.PullProgressTimeout.Duration < 0 {
+		return fieldErr("berth.image.pull_progress_timeout", "must not be negative")
+	}
+	switch b.Image.ShortNameMode {
+	case "enforcing", "disabled":
+	default:
+		return fieldErr("berth.image.short_name_mode", "%q is not enforcing or disabled", b.Image.ShortNameMode)
+	}
+	if b.Metrics.Port < 0 || b.Metrics.Port > 65535 {
+		return fieldErr("berth.metrics.metrics_port", "%d is not a port", b.Metrics.Port)
+	}
+	return nil
+}
+
+// FieldError says which key holds a bad value and why.
+type FieldError struct {
+	Key    string
+	Reason error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Reason.Error() }
+func (e *FieldError) Unwrap() error { return e.Reason }
+
+func fieldErr(key, format string, args ...any) error {
+	return &FieldError{Key: key, Reason: fmt.Errorf(format, args...)}
+}
+
+// ParseLogLevel maps a config log level to slog's.
+func ParseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// ParseSize reads sizes like "64m", "1g" or "65536" into bytes.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "b")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult, t = 1<<10, t[:n-1]
+		case 'm':
+			mult, t = 1<<20, t[:n-1]
+		case 'g':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	var v int64
+	if _, err := fmt.Sscanf(t, "%d", &v); err != nil || v <= 0 || fmt.Sprint(v) != t {
+		return 0, fmt.Errorf("%q is not a size like 64m", s)
+	}
+	return v * mult, nil
+}
+
+// Handler returns the runtime handler named name; "" means the default one.
+func (c *Config) Handler(name string) (string, Handler, error) {
+	if name == "" {
+		name = c.Berth.Runtime.DefaultRuntime
+	}
+	h, ok := c.Berth.Runtime.Runtimes[name]
+	if !ok {
+		return "", Handler{}, fmt.Errorf("runtime handler %q is not configured", name)
+	}
+	return name, h, nil
+}
+
+// dirExists reports whether p is a directory; used for drop-in lookups.
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}

@@ -1,0 +1,118 @@
+// Package daemon wires berthd together: it loads the config, builds the
+// services, serves the CRI socket and handles signals.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/cri"
+	"github.com/berth-cri/berth/internal/image"
+)
+
+// Version is berth's version, set at build time.
+var Version = "0.1.0-dev"
+
+// daemon holds the live parts; the config snapshot is swapped atomically
+// on SIGHUP and read by every service through current().
+type daemon struct {
+	loader config.Loader
+	cfg    atomic.Pointer[config.Config]
+	level  *slog.LevelVar
+	log    *slog.Logger
+	images *image.Service
+	server *cri.Server
+}
+
+func (d *daemon) current() *config.Config { return d.cfg.Load() }
+
+// Run starts berthd and blocks until ctx is done or SIGTERM/SIGINT.
+func Run(ctx context.Context, loader config.Loader) error {
+	cfg, err := loader.Load()
+	if err != nil {
+		return err
+	}
+	d := &daemon{loader: loader, level: new(slog.LevelVar)}
+	d.cfg.Store(cfg)
+	lvl, _ := config.ParseLogLevel(cfg.Berth.Runtime.LogLevel) // validated by Load
+	d.level.Set(lvl)
+	d.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: d.level}))
+
+	for _, dir := range []string{cfg.Berth.StateDir, cfg.Berth.RunDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	d.images = image.New(d.current, d.log.With("component", "image"))
+	defer func() {
+		if err := d.images.Close(); err != nil {
+			d.log.Error("close image storage", "error", err)
+		}
+	}()
+
+	d.server = cri.New(cri.Deps{
+		Config:  d.current,
+		Log:     d.log.With("component", "cri"),
+		Version: Version,
+		Images:  d.images,
+	})
+	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- d.server.Serve() }()
+	d.log.Info("berthd serving", "socket", cfg.Berth.API.Listen, "version", Version)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+			return d.shutdown(served, "context done")
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			return d.shutdown(served, sig.String())
+		}
+	}
+}
+
+func (d *daemon) shutdown(served <-chan error, why string) error {
+	d.log.Info("stopping", "reason", why)
+	d.server.Stop(30 * time.Second)
+	return <-served
+}
+
+// reload builds a new snapshot and applies its reloadable keys; an invalid
+// config leaves the running one in place.
+func (d *daemon) reload() {
+	next, err := d.loader.Load()
+	if err != nil {
+		d.log.Error("reload: keeping the current config", "error", err)
+		return
+	}
+	merged, applied, ignored := config.Merge(d.current(), next)
+	for _, c := range applied {
+		d.log.Info("reload: applied", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	for _, c := range ignored {
+		d.log.Warn("reload: needs a restart to take effect", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	lvl, _ := config.ParseLogLevel(merged.Berth.Runtime.LogLevel)
+	d.level.Set(lvl)
+	d.cfg.Store(merged)
+	d.images.Reload()
+	d.log.Info("reload: done", "applied", len(applied), "ignored", len(ignored))
+}
