@@ -2,15 +2,19 @@
 export GOFLAGS := -buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper,containers_image_ostree_stub
 BIN := bin
 
-.PHONY: all build test lint bench clean
-
 all: build
+
+.PHONY: all deps build test lint bench demo clean
+
+# Debian packages and Go modules berth and its tests need (idempotent).
+deps:
+	./hack/install-deps.sh
 
 build:
 	go build -o $(BIN)/ ./cmd/berthd ./cmd/berth
 
 # Tests need root: they run real runc, conmon, CNI and overlay storage.
-test: build
+test: deps build
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	go vet ./...
 	go test -count=1 -timeout 25m ./...
@@ -19,8 +23,11 @@ lint:
 	gofmt -l . | (! grep .)
 	go vet ./...
 
-bench: build
-	go run ./bench
+bench: deps build
+	go run ./hack/bench
+
+demo: deps build
+	./hack/demo.sh
 
 clean:
 	rm -rf $(BIN)

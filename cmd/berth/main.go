@@ -27,6 +27,7 @@ func main() {
 	root.PersistentFlags().StringVarP(&g.endpoint, "runtime-endpoint", "r", "unix:///run/berth/berth.sock", "CRI endpoint of berthd")
 	root.PersistentFlags().StringVar(&g.timeout, "timeout", "2m", "timeout of each CRI call")
 	root.PersistentFlags().StringVarP(&g.config, "config", "c", "/etc/berth/berth.toml", "berthd config file (for commands that open storage directly)")
+	root.AddCommand(infoCommands(g)...)
 	root.AddCommand(imageCommands(g)...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth:", err)
