@@ -1,0 +1,64 @@
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// BuildFlags is the GOFLAGS value berth's binaries are built with.
+const BuildFlags = "-buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs," +
+	"exclude_graphdriver_devicemapper,containers_image_ostree_stub"
+
+// BuildBinaries builds ./cmd/berthd and ./cmd/berth into dir. Call it once
+// from a package's TestMain and pass dir as DaemonOptions.BinDir:
+//
+//	func TestMain(m *testing.M) {
+//		dir, err := os.MkdirTemp("", "berth-bin")
+//		if err == nil { err = testutil.BuildBinaries(dir) }
+//		if err != nil { fmt.Fprintln(os.Stderr, err); os.Exit(1) }
+//		binDir = dir
+//		code := m.Run()
+//		os.RemoveAll(dir)
+//		os.Exit(code)
+//	}
+func BuildBinaries(dir string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create bin dir: %w", err)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	cmd := exec.Command(goBin, "build", "-o", dir+"/", "./cmd/berthd", "./cmd/berth")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOFLAGS="+BuildFlags)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build berthd and berth: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// moduleRoot walks up from the working directory to the one holding go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find module root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("find module root: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
