@@ -12,6 +12,7 @@ deps:
 
 build:
 	go build -o $(BIN)/ ./cmd/berthd ./cmd/berth
+	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/berth-pause
 
 # Tests need root: they run real runc, conmon, CNI and overlay storage.
 test: deps build

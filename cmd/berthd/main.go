@@ -10,9 +10,15 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/daemon"
+	"github.com/berth-cri/berth/internal/nsmgr"
 )
 
 func main() {
+	// The namespace-pinning helper is berthd re-executed; it must run
+	// before cobra sees the hidden argument.
+	if len(os.Args) > 1 && os.Args[1] == nsmgr.ChildCommand {
+		os.Exit(nsmgr.ChildMain())
+	}
 	root := &cobra.Command{
 		Use:           "berthd",
 		Short:         "berth: a Kubernetes container runtime (CRI)",

@@ -12,7 +12,8 @@ import (
 const BuildFlags = "-buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs," +
 	"exclude_graphdriver_devicemapper,containers_image_ostree_stub"
 
-// BuildBinaries builds ./cmd/berthd and ./cmd/berth into dir. Call it once
+// BuildBinaries builds ./cmd/berthd, ./cmd/berth and the static
+// ./cmd/berth-pause (which berthd looks for next to itself) into dir. Call it once
 // from a package's TestMain and pass dir as DaemonOptions.BinDir:
 //
 //	func TestMain(m *testing.M) {
@@ -41,6 +42,14 @@ func BuildBinaries(dir string) error {
 	cmd.Env = append(os.Environ(), "GOFLAGS="+BuildFlags)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build berthd and berth: %w\n%s", err, out)
+	}
+	// The pause holder runs inside pods from a rootfs with nothing else in
+	// it, so it must be static.
+	cmd = exec.Command(goBin, "build", "-o", dir+"/", "./cmd/berth-pause")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+BuildFlags)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build berth-pause: %w\n%s", err, out)
 	}
 	return nil
 }

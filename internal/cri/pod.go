@@ -1,0 +1,187 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/pod"
+)
+
+func (s *runtimeService) pods() (*pod.Manager, error) {
+	if s.deps.Pods == nil {
+		return nil, status.Error(codes.Unimplemented, "pod sandboxes are not available")
+	}
+	return s.deps.Pods, nil
+}
+
+// RunPodSandbox creates and starts a pod; a retry of a request for the
+// same pod metadata returns the same id.
+func (s *runtimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	pm, err := s.pods()
+	if err != nil {
+		return nil, err
+	}
+	id, err := pm.Run(ctx, req.GetConfig(), req.GetRuntimeHandler())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// StopPodSandbox stops a pod's containers and releases its network and
+// namespaces; stopping an unknown or stopped pod succeeds.
+func (s *runtimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	pm, err := s.pods()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod_sandbox_id is required")
+	}
+	if err := pm.Stop(ctx, req.GetPodSandboxId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// RemovePodSandbox removes a pod and everything it owns; removing an
+// unknown pod succeeds.
+func (s *runtimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	pm, err := s.pods()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod_sandbox_id is required")
+	}
+	if err := pm.Remove(ctx, req.GetPodSandboxId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// PodSandboxStatus reports a pod; verbose adds berth's view of it as
+// JSON under "info".
+func (s *runtimeService) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	pm, err := s.pods()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod_sandbox_id is required")
+	}
+	sb, err := pm.Get(req.GetPodSandboxId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: sandboxStatus(sb)}
+	if req.GetVerbose() {
+		info, err := json.Marshal(sb)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+// ListPodSandbox lists pods, filtered by id (or id prefix), state and
+// labels.
+func (s *runtimeService) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	pm, err := s.pods()
+	if err != nil {
+		return nil, err
+	}
+	var f pod.Filter
+	if rf := req.GetFilter(); rf != nil {
+		f.ID = rf.GetId()
+		f.Labels = rf.GetLabelSelector()
+		if st := rf.GetState(); st != nil {
+			f.State = pod.StateNotReady
+			if st.GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
+				f.State = pod.StateReady
+			}
+		}
+	}
+	list := pm.List(f)
+	resp := &runtimeapi.ListPodSandboxResponse{Items: make([]*runtimeapi.PodSandbox, 0, len(list))}
+	for _, sb := range list {
+		resp.Items = append(resp.Items, &runtimeapi.PodSandbox{
+			Id:             sb.ID,
+			Metadata:       metadata(sb),
+			State:          sandboxState(sb.State),
+			CreatedAt:      sb.CreatedAt.UnixNano(),
+			Labels:         sb.Labels,
+			Annotations:    sb.Annotations,
+			RuntimeHandler: sb.RuntimeHandler,
+		})
+	}
+	return resp, nil
+}
+
+// UpdateRuntimeConfig takes the node's pod CIDR for IPAM.
+func (s *runtimeService) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	pm, err := s.pods()
+	if err != nil {
+		return nil, err
+	}
+	if nc := req.GetRuntimeConfig().GetNetworkConfig(); nc != nil {
+		if err := pm.UpdatePodCIDR(nc.GetPodCidr()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}
+
+func metadata(sb *pod.Sandbox) *runtimeapi.PodSandboxMetadata {
+	return &runtimeapi.PodSandboxMetadata{
+		Name: sb.Metadata.Name, Namespace: sb.Metadata.Namespace,
+		Uid: sb.Metadata.UID, Attempt: sb.Metadata.Attempt,
+	}
+}
+
+func sandboxState(st pod.State) runtimeapi.PodSandboxState {
+	if st == pod.StateReady {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+func namespaceMode(m pod.Mode) runtimeapi.NamespaceMode {
+	switch m {
+	case pod.ModeNode:
+		return runtimeapi.NamespaceMode_NODE
+	case pod.ModeContainer:
+		return runtimeapi.NamespaceMode_CONTAINER
+	}
+	return runtimeapi.NamespaceMode_POD
+}
+
+func sandboxStatus(sb *pod.Sandbox) *runtimeapi.PodSandboxStatus {
+	st := &runtimeapi.PodSandboxStatus{
+		Id:        sb.ID,
+		Metadata:  metadata(sb),
+		State:     sandboxState(sb.State),
+		CreatedAt: sb.CreatedAt.UnixNano(),
+		Network:   &runtimeapi.PodSandboxNetworkStatus{},
+		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
+			Network: namespaceMode(sb.Namespaces.Network),
+			Pid:     namespaceMode(sb.Namespaces.PID),
+			Ipc:     namespaceMode(sb.Namespaces.IPC),
+		}}},
+		Labels:         sb.Labels,
+		Annotations:    sb.Annotations,
+		RuntimeHandler: sb.RuntimeHandler,
+	}
+	if len(sb.IPs) > 0 {
+		st.Network.Ip = sb.IPs[0]
+		for _, ip := range sb.IPs[1:] {
+			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+		}
+	}
+	return st
+}

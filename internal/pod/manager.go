@@ -1,0 +1,257 @@
+package pod
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/nsmgr"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// Manager owns every pod. Its mutex guards only the in-memory index and
+// is never held across a CNI, mount, exec or runtime call; each pod has
+// its own lock serialising its stop and remove.
+type Manager struct {
+	cfg     func() *config.Config
+	log     *slog.Logger
+	ns      *nsmgr.Manager
+	net     *network.Manager
+	holders *holderRuntime
+	store   store.Dir
+	runDir  string
+	reaper  atomic.Pointer[reaperBox]
+
+	mu    sync.Mutex
+	pods  map[string]*entry
+	names map[string]*reservation
+}
+
+type reaperBox struct{ r ContainerReaper }
+
+// entry is one pod in the index.
+type entry struct {
+	op  sync.Mutex // held by Stop and Remove of this pod only
+	rec *record    // immutable after creation
+	st  status     // guarded by Manager.mu
+	// removed is set (under Manager.mu) once the pod is gone, so a Stop
+	// that waited for op behind a Remove sees it.
+	removed bool
+}
+
+// reservation holds a pod name while RunPodSandbox works on it, so a
+// retry of the same request waits for the first one instead of failing.
+type reservation struct {
+	done chan struct{}
+	id   string
+	err  error
+}
+
+// New builds the pod manager: its records under <state_dir>/pods, pinned
+// namespaces under <run_dir>/ns, the CNI manager (which only starts a
+// watch; configs are read on first use). Pod records already on disk are
+// indexed; reconciling them with reality is the restart logic's job.
+func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
+	c := cfg().Berth
+	st, err := store.Open(filepath.Join(c.StateDir, "pods"))
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg:    cfg,
+		log:    log,
+		ns:     nsmgr.New(filepath.Join(c.RunDir, "ns"), log.With("component", "nsmgr")),
+		store:  st,
+		runDir: filepath.Join(c.RunDir, "pods"),
+		pods:   map[string]*entry{},
+		names:  map[string]*reservation{},
+	}
+	m.holders = newHolderRuntime(cfg, filepath.Join(c.StateDir, "pause"), log)
+	m.net = network.New(network.Options{
+		ConfDir:        c.Network.NetworkDir,
+		PluginDirs:     c.Network.PluginDirs,
+		DefaultNetwork: c.Network.DefaultNetwork,
+		CacheDir:       filepath.Join(c.StateDir, "cni"),
+	}, log.With("component", "network"))
+	m.loadRecords()
+	return m, nil
+}
+
+// Close stops the CNI config watch.
+func (m *Manager) Close() error { return m.net.Close() }
+
+// SetContainerReaper wires the container manager in; until it is set,
+// stopping a pod does not look for containers.
+func (m *Manager) SetContainerReaper(r ContainerReaper) { m.reaper.Store(&reaperBox{r: r}) }
+
+func (m *Manager) containerReaper() ContainerReaper {
+	if b := m.reaper.Load(); b != nil {
+		return b.r
+	}
+	return nil
+}
+
+// NetworkStatus reports the NetworkReady condition.
+func (m *Manager) NetworkStatus() (ready bool, reason, message string) { return m.net.Status() }
+
+// UpdatePodCIDR applies UpdateRuntimeConfig's pod CIDR.
+func (m *Manager) UpdatePodCIDR(cidr string) error { return m.net.SetPodCIDR(cidr) }
+
+func (m *Manager) loadRecords() {
+	ids, err := m.store.IDs()
+	if err != nil {
+		m.log.Warn("list pod records", "error", err)
+		return
+	}
+	for _, id := range ids {
+		var rec record
+		var st status
+		if err := m.store.Read(id, "pod.json", &rec); err != nil {
+			m.log.Warn("skip unreadable pod record", "id", id, "error", err)
+			continue
+		}
+		if err := m.store.Read(id, "status.json", &st); err != nil || st.State == StateCreating {
+			m.log.Warn("skip pod left mid-creation", "id", id, "error", err)
+			continue
+		}
+		m.pods[id] = &entry{rec: &rec, st: st}
+		m.names[nameKey(rec.Metadata)] = &reservation{done: closedChan(), id: id}
+	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+func nameKey(md Metadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", md.Name, md.Namespace, md.UID, md.Attempt)
+}
+
+// lookup finds a pod by full id or unique id prefix.
+func (m *Manager) lookup(idOrPrefix string) (string, *entry, error) {
+	if idOrPrefix == "" {
+		return "", nil, fmt.Errorf("pod sandbox id is required: %w", errdefs.ErrInvalidArgument)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.pods[idOrPrefix]; ok {
+		return idOrPrefix, e, nil
+	}
+	var found string
+	for id := range m.pods {
+		if strings.HasPrefix(id, idOrPrefix) {
+			if found != "" {
+				return "", nil, fmt.Errorf("pod sandbox id prefix %q is ambiguous: %w", idOrPrefix, errdefs.ErrInvalidArgument)
+			}
+			found = id
+		}
+	}
+	if found == "" {
+		return "", nil, fmt.Errorf("pod sandbox %q: %w", idOrPrefix, errdefs.ErrNotFound)
+	}
+	return found, m.pods[found], nil
+}
+
+// Get returns a snapshot of the pod with this id or unique id prefix.
+func (m *Manager) Get(idOrPrefix string) (*Sandbox, error) {
+	_, e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return snapshot(e), nil
+}
+
+// List returns snapshots of the pods matching f, oldest first.
+func (m *Manager) List(f Filter) []*Sandbox {
+	m.mu.Lock()
+	out := make([]*Sandbox, 0, len(m.pods))
+	for id, e := range m.pods {
+		if f.ID != "" && !strings.HasPrefix(id, f.ID) {
+			continue
+		}
+		if f.State != "" && e.st.State != f.State {
+			continue
+		}
+		if !labelsMatch(e.rec.Labels, f.Labels) {
+			continue
+		}
+		out = append(out, snapshot(e))
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Sandbox) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out
+}
+
+func labelsMatch(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshot copies e into a Sandbox; the caller holds m.mu.
+func snapshot(e *entry) *Sandbox {
+	r, st := e.rec, &e.st
+	sb := &Sandbox{
+		ID:             r.ID,
+		Metadata:       r.Metadata,
+		State:          st.State,
+		CreatedAt:      r.CreatedAt,
+		RuntimeHandler: r.RuntimeHandler,
+		Labels:         maps.Clone(r.Labels),
+		Annotations:    maps.Clone(r.Annotations),
+		Hostname:       r.Hostname,
+		Namespaces:     r.Namespaces,
+		CgroupParent:   r.CgroupParent,
+		ResolvConfPath: r.ResolvConfPath,
+		HostnamePath:   r.HostnamePath,
+		HostsPath:      r.HostsPath,
+		LogDirectory:   r.LogDirectory,
+		IPs:            slices.Clone(st.IPs),
+		PortMappings:   slices.Clone(r.PortMappings),
+		Sysctls:        maps.Clone(r.Sysctls),
+		Privileged:     r.Privileged,
+		Network:        st.Network,
+	}
+	if r.DNS != nil {
+		d := *r.DNS
+		sb.DNS = &d
+	}
+	// Namespaces and shm exist only while the pod is ready: Stop
+	// releases them.
+	if st.State == StateReady {
+		sb.NetNS, sb.IPCNS, sb.UTSNS = r.NSPaths.Net, r.NSPaths.IPC, r.NSPaths.UTS
+		sb.ShmPath = r.ShmPath
+		if st.Holder != nil && st.Holder.Pid > 0 {
+			sb.HolderPID = st.Holder.Pid
+			sb.PIDNS = fmt.Sprintf("/proc/%d/ns/pid", st.Holder.Pid)
+		}
+	}
+	return sb
+}
+
+// setStatus updates a pod's status in memory and on disk.
+func (m *Manager) setStatus(id string, e *entry, mutate func(*status)) error {
+	m.mu.Lock()
+	mutate(&e.st)
+	e.st.Version = recordVersion
+	e.st.Updated = time.Now()
+	st := e.st
+	m.mu.Unlock()
+	return m.store.Write(id, "status.json", &st)
+}

@@ -1,0 +1,137 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Stop stops a pod: its containers first (with their grace periods),
+// then the holder, the network (CNI DEL, which also drops its host
+// ports), /dev/shm and the pinned namespaces. It is idempotent and
+// succeeds for a pod that is already gone or half torn down.
+func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
+	id, e, err := m.lookup(idOrPrefix)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if m.isRemoved(e) {
+		return nil
+	}
+	if r := m.containerReaper(); r != nil {
+		if err := r.StopPodContainers(ctx, id); err != nil {
+			return fmt.Errorf("stop containers of pod %s: %w", id, err)
+		}
+	}
+	return m.release(ctx, id, e, false)
+}
+
+// release frees what a running pod holds. With force (Remove), a CNI
+// DEL failure is logged and skipped: the kubelet cannot do anything about
+// it and the pod must still go.
+func (m *Manager) release(ctx context.Context, id string, e *entry, force bool) error {
+	m.mu.Lock()
+	st := e.st
+	m.mu.Unlock()
+	rec := e.rec
+	if st.Holder != nil {
+		if err := m.holders.remove(ctx, rec.RuntimeHandler, st.Holder); err != nil {
+			if !force {
+				return fmt.Errorf("stop pod %s: %w", id, err)
+			}
+			m.log.Warn("remove PID namespace holder", "id", id, "error", err)
+		}
+	}
+	if st.Network != "" {
+		tNet := time.Now()
+		err := m.net.Teardown(ctx, m.attachment(rec), st.Network)
+		m.log.Debug("CNI DEL done", "id", id, "took", time.Since(tNet))
+		if err != nil {
+			if !force {
+				return fmt.Errorf("stop pod %s: %w", id, err)
+			}
+			m.log.Warn("tear down pod network; removing the pod anyway", "id", id, "error", err)
+		}
+	}
+	if err := unmountShm(rec.ShmPath); err != nil {
+		return fmt.Errorf("stop pod %s: %w", id, err)
+	}
+	if err := m.ns.Unpin(rec.NSPaths); err != nil {
+		return fmt.Errorf("stop pod %s: %w", id, err)
+	}
+	// One status write for all of it: a crash before it only means the
+	// next Stop repeats steps that are all idempotent.
+	if st.State != StateNotReady || st.Network != "" || st.Holder != nil {
+		if err := m.setStatus(id, e, func(s *status) {
+			s.State, s.Network, s.Holder = StateNotReady, "", nil
+		}); err != nil {
+			return err
+		}
+		m.log.Info("pod sandbox stopped", "id", id)
+	}
+	return nil
+}
+
+func (m *Manager) isRemoved(e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.removed
+}
+
+// Remove removes a pod and its containers, stopping whatever still runs,
+// and deletes everything it has on disk. It is idempotent.
+func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
+	id, e, err := m.lookup(idOrPrefix)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if m.isRemoved(e) {
+		return nil
+	}
+	if r := m.containerReaper(); r != nil {
+		if err := r.RemovePodContainers(ctx, id); err != nil {
+			return fmt.Errorf("remove containers of pod %s: %w", id, err)
+		}
+	}
+	if err := m.release(ctx, id, e, true); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	cgroups, logDirCreated := e.st.CgroupsCreated, e.st.LogDirCreated
+	m.mu.Unlock()
+	removeCgroups(cgroups)
+	if logDirCreated && e.rec.LogDirectory != "" {
+		// Only if empty: container logs in it belong to the kubelet.
+		_ = os.Remove(e.rec.LogDirectory)
+	}
+	if err := os.RemoveAll(e.rec.RunDir); err != nil {
+		return fmt.Errorf("remove pod %s: %w", id, err)
+	}
+	if err := m.store.Remove(id); err != nil {
+		return fmt.Errorf("remove pod %s: %w", id, err)
+	}
+	m.mu.Lock()
+	e.removed = true
+	delete(m.pods, id)
+	key := nameKey(e.rec.Metadata)
+	if r, ok := m.names[key]; ok && r.id == id {
+		delete(m.names, key)
+	}
+	m.mu.Unlock()
+	m.log.Info("pod sandbox removed", "id", id)
+	return nil
+}
