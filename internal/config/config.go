@@ -50,6 +50,7 @@ type Berth struct {
 	Image   Image   `toml:"image"`
 	Network Network `toml:"network"`
 	Metrics Metrics `toml:"metrics"`
+	Stats   Stats   `toml:"stats" comment:"The stats collector behind the CRI stats RPCs."`
 }
 
 // API is the [berth.api] table: the CRI socket and the streaming server.
@@ -59,6 +60,14 @@ type API struct {
 	StreamPort      string `toml:"stream_port" comment:"Port of the streaming server; \"0\" picks a free one."`
 	GRPCMaxSendSize int    `toml:"grpc_max_send_msg_size" comment:"Largest gRPC message berth sends, in bytes."`
 	GRPCMaxRecvSize int    `toml:"grpc_max_recv_msg_size" comment:"Largest gRPC message berth accepts, in bytes."`
+
+	// StreamEnableTLS serves the streaming server over TLS with the files below.
+	StreamEnableTLS bool   `toml:"stream_enable_tls" comment:"Serve exec, attach and port-forward over TLS (stream_tls_cert and stream_tls_key must be set)."`
+	StreamTLSCert   string `toml:"stream_tls_cert" comment:"PEM certificate of the streaming server; re-read on SIGHUP."`
+	StreamTLSKey    string `toml:"stream_tls_key" comment:"PEM private key of the streaming server; re-read on SIGHUP."`
+	StreamTLSCA     string `toml:"stream_tls_ca" comment:"PEM CA bundle; when set, streaming clients must present a certificate it signed. Re-read on SIGHUP."`
+	// StreamIdleTimeout closes a streaming connection that carried no data for this long.
+	StreamIdleTimeout Duration `toml:"stream_idle_timeout" comment:"A streaming connection with no traffic for this long is closed."`
 }
 
 // Runtime is the [berth.runtime] table: how containers are run.
@@ -95,6 +104,7 @@ type Image struct {
 	RegistriesConf      string   `toml:"registries_conf" comment:"registries.conf used for name resolution, mirrors and blocking. Re-read on SIGHUP."`
 	RegistriesConfDir   string   `toml:"registries_conf_dir" comment:"Drop-in directory of registries.conf. Re-read on SIGHUP."`
 	InsecureRegistries  []string `toml:"insecure_registries" comment:"Registries reached without TLS verification (in addition to registries.conf)."`
+	CertsDir            string   `toml:"certs_dir" comment:"Directory of per-registry TLS files, as /etc/containers/certs.d: <host:port>/ca.crt, client.cert, client.key."`
 	PullProgressTimeout Duration `toml:"pull_progress_timeout" comment:"A pull that makes no progress for this long is aborted; 0 disables."`
 	ShortNameMode       string   `toml:"short_name_mode" comment:"Short name resolution: enforcing (ambiguity is an error) or disabled."`
 }
@@ -111,6 +121,16 @@ type Metrics struct {
 	Enable bool   `toml:"enable_metrics" comment:"Serve Prometheus metrics."`
 	Host   string `toml:"metrics_host" comment:"Address the metrics endpoint binds to."`
 	Port   int    `toml:"metrics_port" comment:"Port of the metrics endpoint."`
+	// Socket, when set, serves the metrics on this unix socket instead of
+	// metrics_host:metrics_port.
+	Socket string `toml:"metrics_socket" comment:"Unix socket serving the metrics instead of metrics_host:metrics_port (empty: TCP)."`
+}
+
+// Stats is the [berth.stats] table: the container and pod stats collector.
+type Stats struct {
+	// CollectionPeriod is how often the collector samples every container
+	// and pod; 0 samples only when the CRI asks.
+	CollectionPeriod Duration `toml:"stats_collection_period" comment:"How often container and pod stats are sampled in the background; 0 samples on demand, when the CRI asks."`
 }
 
 // Duration is a time.Duration written as a Go duration string in TOML.
@@ -144,6 +164,8 @@ func Default() *Config {
 			StreamPort:      "0",
 			GRPCMaxSendSize: 80 * 1024 * 1024,
 			GRPCMaxRecvSize: 80 * 1024 * 1024,
+
+			StreamIdleTimeout: Duration{4 * time.Hour},
 		},
 		Runtime: Runtime{
 			LogLevel:       "info",
@@ -172,6 +194,7 @@ func Default() *Config {
 			SignaturePolicy:     "/etc/containers/policy.json",
 			RegistriesConf:      "/etc/containers/registries.conf",
 			RegistriesConfDir:   "/etc/containers/registries.conf.d",
+			CertsDir:            "/etc/containers/certs.d",
 			PullProgressTimeout: Duration{time.Minute},
 			ShortNameMode:       "enforcing",
 		},
@@ -180,6 +203,7 @@ func Default() *Config {
 			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
+		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
 	}}
 }
 
@@ -240,6 +264,12 @@ func (c *Config) Validate() error {
 	}
 	if b.Metrics.Port < 0 || b.Metrics.Port > 65535 {
 		return fieldErr("berth.metrics.metrics_port", "%d is not a port", b.Metrics.Port)
+	}
+	if b.Metrics.Socket != "" && !filepath.IsAbs(b.Metrics.Socket) {
+		return fieldErr("berth.metrics.metrics_socket", "%q is not an absolute path", b.Metrics.Socket)
+	}
+	if b.Stats.CollectionPeriod.Duration < 0 {
+		return fieldErr("berth.stats.stats_collection_period", "must not be negative")
 	}
 	return nil
 }

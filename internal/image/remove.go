@@ -1,0 +1,89 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/containers/image/v5/docker/reference"
+	"github.com/containers/storage"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Remove removes an image by ID, ID prefix, tag or repo digest.
+//
+// A tag of an image that has other tags is only untagged. Anything else
+// (an ID, a digest, an image's last tag) deletes the image, which is
+// refused with errdefs.ErrFailedPrecondition when the image is pinned or
+// a container in storage uses it. A missing image wraps
+// errdefs.ErrNotFound (the CRI handler treats that as done, as the CRI
+// asks removal to be idempotent).
+func (s *Service) Remove(ctx context.Context, nameOrID string) error {
+	store, err := s.Store()
+	if err != nil {
+		return err
+	}
+	cfg := s.config()
+	m, err := lookup(store, s.systemContext(cfg), nameOrID)
+	if err != nil {
+		return fmt.Errorf("remove image: %w", err)
+	}
+	img := m.image
+	patterns := cfg.Berth.Image.PinnedImages
+	tags, digests := repoNames(img)
+
+	if tagged, ok := m.name.(reference.NamedTagged); ok && !isDigested(m.name) {
+		tag := tagged.String()
+		if others := slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == tag }); len(others) > 0 {
+			if matchesPin(patterns, []string{tag}) {
+				return fmt.Errorf("remove image %s: tag %s is pinned by pinned_images: %w", nameOrID, tag, errdefs.ErrFailedPrecondition)
+			}
+			if err := store.RemoveNames(img.ID, []string{tag}); err != nil {
+				return wrapStorageErr(fmt.Sprintf("untag image %s (%s)", img.ID, tag), err)
+			}
+			s.log.Info("untagged image", "image", tag, "id", img.ID, "tags_left", others)
+			return nil
+		}
+	}
+
+	if pinned(patterns, img.ID, tags, digests) {
+		return fmt.Errorf("remove image %s (%s): the image is pinned by pinned_images: %w", nameOrID, img.ID, errdefs.ErrFailedPrecondition)
+	}
+	if _, err := store.DeleteImage(img.ID, true); err != nil {
+		if errors.Is(err, storage.ErrImageUsedByContainer) {
+			return fmt.Errorf("remove image %s (%s): %s: %w", nameOrID, img.ID, usersOf(store, img.ID), errdefs.ErrFailedPrecondition)
+		}
+		if errors.Is(err, storage.ErrImageUnknown) {
+			return fmt.Errorf("remove image: %w", notFound(nameOrID))
+		}
+		return wrapStorageErr(fmt.Sprintf("remove image %s (%s)", nameOrID, img.ID), err)
+	}
+	s.forget(img.ID)
+	s.log.Info("removed image", "image", nameOrID, "id", img.ID, "tags", tags)
+	return nil
+}
+
+func isDigested(n reference.Named) bool {
+	_, ok := n.(reference.Digested)
+	return ok
+}
+
+// usersOf names the containers that keep an image, for the error message.
+func usersOf(store storage.Store, id string) string {
+	containers, err := store.Containers()
+	if err != nil {
+		return "the image is in use by a container"
+	}
+	var ids []string
+	for _, c := range containers {
+		if c.ImageID == id {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "the image is in use by a container"
+	}
+	return fmt.Sprintf("the image is in use by container(s) %v", ids)
+}
