@@ -3,47 +3,131 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// client is a connection to berthd's CRI socket.
+// maxMsgSize matches the kubelet's limit for CRI responses.
+const maxMsgSize = 16 << 20
+
+// client is a connection to a CRI runtime (and its image service).
 type client struct {
-	conn    *grpc.ClientConn
-	runtime runtimeapi.RuntimeServiceClient
-	images  runtimeapi.ImageServiceClient
-	timeout time.Duration
+	conns    []*grpc.ClientConn
+	runtime  runtimeapi.RuntimeServiceClient
+	images   runtimeapi.ImageServiceClient
+	timeout  time.Duration
+	settings settings
 }
 
-// connect dials the endpoint given by --runtime-endpoint.
+// connect dials the runtime endpoint and, when it differs, the image
+// endpoint. Dialing is lazy: an unreachable socket fails the first call.
 func (g *globals) connect() (*client, error) {
-	timeout, err := time.ParseDuration(g.timeout)
+	s, err := g.settings()
 	if err != nil {
-		return nil, fmt.Errorf("--timeout: %w", err)
+		return nil, err
 	}
-	target := g.endpoint
-	if !strings.HasPrefix(target, "unix://") {
+	rt, err := dial(s.runtimeEndpoint, s.debug)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{conns: []*grpc.ClientConn{rt}, runtime: runtimeapi.NewRuntimeServiceClient(rt), timeout: s.timeout, settings: s}
+	img := rt
+	if s.imageEndpoint != s.runtimeEndpoint {
+		if img, err = dial(s.imageEndpoint, s.debug); err != nil {
+			rt.Close()
+			return nil, err
+		}
+		c.conns = append(c.conns, img)
+	}
+	c.images = runtimeapi.NewImageServiceClient(img)
+	return c, nil
+}
+
+// dial opens a gRPC client for a unix:// endpoint (a bare path is taken
+// as a unix socket).
+func dial(endpoint string, debug bool) (*grpc.ClientConn, error) {
+	target := endpoint
+	switch {
+	case strings.HasPrefix(target, "unix://"):
+	case strings.HasPrefix(target, "/"):
+		target = "unix://" + target
+	case strings.Contains(target, "://"):
+		return nil, fmt.Errorf("endpoint %q: only unix:// sockets are supported", endpoint)
+	default:
 		target = "unix://" + target
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", g.endpoint, err)
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)),
 	}
-	return &client{
-		conn:    conn,
-		runtime: runtimeapi.NewRuntimeServiceClient(conn),
-		images:  runtimeapi.NewImageServiceClient(conn),
-		timeout: timeout,
-	}, nil
+	if debug {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(debugUnary), grpc.WithChainStreamInterceptor(debugStream))
+	}
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", endpoint, err)
+	}
+	return conn, nil
 }
 
 // ctx returns a context bounded by --timeout for one call.
 func (c *client) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), c.timeout)
+	return withTimeout(c.timeout)
 }
 
-func (c *client) Close() error { return c.conn.Close() }
+// withTimeout is a background context bounded by d; 0 means no bound.
+func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(context.Background())
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+// Close closes every connection.
+func (c *client) Close() error {
+	var first error
+	for _, conn := range c.conns {
+		if err := conn.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// debugUnary prints each request and response, as crictl --debug does.
+func debugUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	fmt.Fprintf(os.Stderr, "DEBU %s request: %s\n", method, debugJSON(req))
+	start := time.Now()
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "DEBU %s failed after %s: %v\n", method, time.Since(start).Round(time.Millisecond), err)
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "DEBU %s response (%s): %s\n", method, time.Since(start).Round(time.Millisecond), debugJSON(reply))
+	return nil
+}
+
+// debugStream notes the opening of a streaming call.
+func debugStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	fmt.Fprintf(os.Stderr, "DEBU %s stream opened\n", method)
+	return streamer(ctx, desc, cc, method, opts...)
+}
+
+func debugJSON(v any) string {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}

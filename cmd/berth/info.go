@@ -1,22 +1,22 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
-	"os"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// infoCommands are the read-only commands about the runtime and images.
+// infoCommands are the commands about the runtime itself.
 func infoCommands(g *globals) []*cobra.Command {
+	var versionOut string
 	version := &cobra.Command{
-		Use:   "version",
-		Short: "Show the runtime's name and versions",
-		Args:  cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
+		Use:     "version",
+		Short:   "Show the runtime's name and versions",
+		Example: "  berth version\n  berth version -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.connect()
 			if err != nil {
 				return err
@@ -26,17 +26,28 @@ func infoCommands(g *globals) []*cobra.Command {
 			defer cancel()
 			v, err := c.runtime.Version(ctx, &runtimeapi.VersionRequest{})
 			if err != nil {
-				return err
+				return fmt.Errorf("get version: %w", err)
 			}
-			fmt.Printf("RuntimeName:       %s\nRuntimeVersion:    %s\nRuntimeApiVersion: %s\n", v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
+			if versionOut != formatTable {
+				return printProto(cmd.OutOrStdout(), versionOut, v)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Version:           %s\nRuntimeName:       %s\nRuntimeVersion:    %s\nRuntimeApiVersion: %s\n",
+				v.Version, v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
 			return nil
 		},
 	}
-	images := &cobra.Command{
-		Use:   "images [NAME]",
-		Short: "List images",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+	addOutputFlag(version, &versionOut, formatTable, formatJSON, formatYAML)
+
+	var infoOut string
+	info := &cobra.Command{
+		Use:   "info",
+		Short: "Show the runtime's status, handlers, features and config",
+		Long: `Show the runtime's conditions (RuntimeReady, NetworkReady), its runtime
+handlers and features, and the verbose information it reports (berthd
+reports its effective configuration).`,
+		Example: "  berth info\n  berth info -o yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.connect()
 			if err != nil {
 				return err
@@ -44,46 +55,19 @@ func infoCommands(g *globals) []*cobra.Command {
 			defer c.Close()
 			ctx, cancel := c.ctx()
 			defer cancel()
-			req := &runtimeapi.ListImagesRequest{}
-			if len(args) == 1 {
-				req.Filter = &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: args[0]}}
-			}
-			resp, err := c.images.ListImages(ctx, req)
+			st, err := c.runtime.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
 			if err != nil {
-				return err
+				return fmt.Errorf("get runtime status: %w", err)
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "IMAGE\tTAG\tIMAGE ID\tSIZE\tPINNED")
-			for _, img := range resp.Images {
-				tags := img.RepoTags
-				if len(tags) == 0 {
-					tags = []string{"<none>:<none>"}
-				}
-				for _, t := range tags {
-					repo, tag := t, "<none>"
-					if i := strings.LastIndex(t, ":"); i > strings.LastIndex(t, "/") {
-						repo, tag = t[:i], t[i+1:]
-					}
-					fmt.Fprintf(w, "%s\t%s\t%.13s\t%s\t%v\n", repo, tag, strings.TrimPrefix(img.Id, "sha256:"), humanSize(img.Size), img.Pinned)
+			extra := map[string]json.RawMessage{}
+			for _, f := range []string{"runtimeHandlers", "features"} {
+				if extra[f], err = protoField(st, f); err != nil {
+					return err
 				}
 			}
-			return w.Flush()
+			return printStatusInfo(cmd.OutOrStdout(), infoOut, st.Status, st.Info, extra)
 		},
 	}
-	return []*cobra.Command{version, images}
-}
-
-// humanSize prints bytes the way crictl does (kB, MB, GB).
-func humanSize(n uint64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f, suffix := float64(n), []string{"kB", "MB", "GB", "TB"}
-	i := -1
-	for f >= unit && i < len(suffix)-1 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.3g%s", f, suffix[i])
+	addOutputFlag(info, &infoOut, formatJSON, formatYAML)
+	return []*cobra.Command{version, info}
 }

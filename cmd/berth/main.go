@@ -1,36 +1,123 @@
 // Command berth is the operator CLI of berth: a crictl-style client of the
-// CRI socket, plus offline image import and export.
+// CRI socket, plus offline image import, export and copy.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc/status"
 )
+
+// defaultEndpoint is berthd's CRI socket.
+const defaultEndpoint = "unix:///run/berth/berth.sock"
 
 // globals are the flags every subcommand shares.
 type globals struct {
-	endpoint string
-	timeout  string
-	config   string
+	endpoint      string
+	imageEndpoint string
+	timeout       string
+	config        string
+	clientConfig  string
+	debug         bool
+	// flags lets connect tell flags given on the command line from
+	// defaults, which the client config file may override.
+	flags *pflag.FlagSet
 }
 
 func main() {
 	g := &globals{}
+	root := newRoot(g)
+	if err := root.Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "berth:", plainError(err))
+		os.Exit(1)
+	}
+}
+
+// newRoot builds the whole command tree.
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "berth",
-		Short:         "Operate berth, the Kubernetes container runtime",
+		Use:   "berth",
+		Short: "Operate berth, the Kubernetes container runtime",
+		Long: `berth is a CRI client for node operators, in the manner of crictl.
+
+It talks to berthd's CRI socket by default; --runtime-endpoint, the
+CONTAINER_RUNTIME_ENDPOINT variable or crictl's /etc/crictl.yaml point it at
+another CRI runtime. Short ID prefixes are accepted wherever an ID is.`,
+		Example: `  berth pods
+  berth ps -a
+  berth -r unix:///run/containerd/containerd.sock images
+  berth logs -f 3f2a`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVarP(&g.endpoint, "runtime-endpoint", "r", "unix:///run/berth/berth.sock", "CRI endpoint of berthd")
-	root.PersistentFlags().StringVar(&g.timeout, "timeout", "2m", "timeout of each CRI call")
-	root.PersistentFlags().StringVarP(&g.config, "config", "c", "/etc/berth/berth.toml", "berthd config file (for commands that open storage directly)")
-	root.AddCommand(infoCommands(g)...)
-	root.AddCommand(imageCommands(g)...)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
-		os.Exit(1)
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetHelpCommandGroupID("runtime")
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.endpoint, "runtime-endpoint", "r", defaultEndpoint, "CRI endpoint (env CONTAINER_RUNTIME_ENDPOINT)")
+	pf.StringVar(&g.imageEndpoint, "image-endpoint", "", "CRI image endpoint, the runtime endpoint when empty (env IMAGE_SERVICE_ENDPOINT)")
+	pf.StringVar(&g.timeout, "timeout", "2m", "timeout of each CRI call (a duration, or seconds)")
+	pf.StringVarP(&g.config, "config", "c", "/etc/berth/berth.toml", "berthd config file (for commands that open storage directly)")
+	pf.StringVar(&g.clientConfig, "client-config", "", "client config file, crictl's format (env CRI_CONFIG_FILE; default /etc/crictl.yaml)")
+	pf.BoolVarP(&g.debug, "debug", "D", false, "print each CRI request and response to stderr")
+	g.flags = pf
+
+	root.AddGroup(
+		&cobra.Group{ID: "pods", Title: "Pod sandboxes:"},
+		&cobra.Group{ID: "containers", Title: "Containers:"},
+		&cobra.Group{ID: "images", Title: "Images:"},
+		&cobra.Group{ID: "runtime", Title: "Runtime and client:"},
+	)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
 	}
+	add("runtime", infoCommands(g)...)
+	add("runtime", configCommand(g), completionCommand(root), generateCommand(g))
+	add("runtime", statsCommands(g)...)
+	add("pods", podCommands(g)...)
+	add("containers", containerCommands(g)...)
+	add("containers", logsCommand(g))
+	add("containers", streamCommands(g)...)
+	add("images", imagesCommands(g)...)
+	add("images", imageCommands(g)...)
+	addImageCopy(root, g)
+	return root
+}
+
+// exitError ends berth with a given code and no message: exec passes the
+// command's own exit code through.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// plainError prints err with the gRPC status of each RPC failure in it
+// reduced to the status message ("rpc error: code = ... desc = " dropped).
+func plainError(err error) string {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var lines []string
+		for _, e := range joined.Unwrap() {
+			lines = append(lines, plainError(e))
+		}
+		return strings.Join(lines, "\n")
+	}
+	msg := err.Error()
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		inner := se.(error).Error()
+		if st := se.GRPCStatus(); st != nil && strings.Contains(msg, inner) {
+			msg = strings.Replace(msg, inner, st.Message(), 1)
+		}
+	}
+	return msg
 }

@@ -1,0 +1,315 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// imagesCommands are the CRI image commands.
+func imagesCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{listImagesCommand(g), inspectiCommand(g), imagefsinfoCommand(g), pullCommand(g), rmiCommand(g)}
+}
+
+func listImagesCommand(g *globals) *cobra.Command {
+	var quiet, digests, noTrunc, pinned bool
+	var out string
+	cmd := &cobra.Command{
+		Use:   "images [REPOSITORY[:TAG]]",
+		Short: "List images",
+		Example: `  berth images
+  berth images --digests busybox
+  berth images -q`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := c.ctx()
+			defer cancel()
+			req := &runtimeapi.ListImagesRequest{}
+			if len(args) == 1 {
+				req.Filter = &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: args[0]}}
+			}
+			resp, err := c.images.ListImages(ctx, req)
+			if err != nil {
+				return fmt.Errorf("list images: %w", err)
+			}
+			slices.SortStableFunc(resp.Images, func(a, b *runtimeapi.Image) int {
+				return strings.Compare(firstOr(a.RepoTags, a.Id), firstOr(b.RepoTags, b.Id))
+			})
+			w := cmd.OutOrStdout()
+			switch {
+			case quiet:
+				for _, img := range resp.Images {
+					fmt.Fprintln(w, img.Id)
+				}
+				return nil
+			case out != formatTable:
+				return printProto(w, out, resp)
+			}
+			return printImageTable(w, resp.Images, digests, noTrunc, pinned)
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print image IDs only")
+	cmd.Flags().BoolVar(&digests, "digests", false, "show digests")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show full IDs and digests")
+	cmd.Flags().BoolVar(&pinned, "pinned", false, "show whether each image is pinned")
+	addOutputFlag(cmd, &out, formatTable, formatJSON, formatYAML)
+	return cmd
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
+}
+
+// printImageTable prints one row per repository tag, as crictl does.
+func printImageTable(out io.Writer, images []*runtimeapi.Image, digests, noTrunc, pinned bool) error {
+	w := newTable(out)
+	cols := []string{"IMAGE", "TAG"}
+	if digests {
+		cols = append(cols, "DIGEST")
+	}
+	cols = append(cols, "IMAGE ID", "SIZE")
+	if pinned {
+		cols = append(cols, "PINNED")
+	}
+	fmt.Fprintln(w, strings.Join(cols, "\t"))
+	for _, img := range images {
+		for _, row := range imageRows(img) {
+			fields := []string{row.repo, row.tag}
+			if digests {
+				fields = append(fields, shortID(row.digest, noTrunc))
+			}
+			fields = append(fields, shortID(img.Id, noTrunc), humanSize(img.Size))
+			if pinned {
+				fields = append(fields, fmt.Sprint(img.Pinned))
+			}
+			fmt.Fprintln(w, strings.Join(fields, "\t"))
+		}
+	}
+	return w.Flush()
+}
+
+type imageRow struct{ repo, tag, digest string }
+
+// imageRows splits an image's tags and digests by repository.
+func imageRows(img *runtimeapi.Image) []imageRow {
+	digestOf := map[string]string{}
+	for _, d := range img.RepoDigests {
+		if repo, dig, ok := strings.Cut(d, "@"); ok {
+			digestOf[repo] = dig
+		}
+	}
+	var rows []imageRow
+	seen := map[string]bool{}
+	for _, t := range img.RepoTags {
+		repo, tag := splitTag(t)
+		rows = append(rows, imageRow{repo, tag, digestOf[repo]})
+		seen[repo] = true
+	}
+	for _, d := range img.RepoDigests {
+		if repo, dig, ok := strings.Cut(d, "@"); ok && !seen[repo] {
+			rows = append(rows, imageRow{repo, "<none>", dig})
+			seen[repo] = true
+		}
+	}
+	if len(rows) == 0 {
+		rows = append(rows, imageRow{"<none>", "<none>", ""})
+	}
+	return rows
+}
+
+// splitTag splits "host:port/repo:tag" at the tag's colon.
+func splitTag(ref string) (repo, tag string) {
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, "<none>"
+}
+
+func inspectiCommand(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "inspecti IMAGE [IMAGE...]",
+		Short: "Show the status of one or more images",
+		Long:  "Show an image's CRI status and the verbose information the runtime reports. IMAGE is a name, an ID or a unique ID prefix.",
+		Example: `  berth inspecti busybox
+  berth inspecti -o yaml 3f57d9401f8d`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for _, ref := range args {
+				img, err := c.resolveImage(ref)
+				if err != nil {
+					return err
+				}
+				ctx, cancel := c.ctx()
+				st, err := c.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}, Verbose: true})
+				cancel()
+				if err != nil {
+					return fmt.Errorf("image status of %s: %w", ref, err)
+				}
+				if st.Image == nil {
+					return &notFoundError{kind: "image", ref: ref}
+				}
+				if err := printStatusInfo(cmd.OutOrStdout(), out, st.Image, st.Info, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		ValidArgsFunction: completeImages(g),
+	}
+	addOutputFlag(cmd, &out, formatJSON, formatYAML)
+	return cmd
+}
+
+func imagefsinfoCommand(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:     "imagefsinfo",
+		Short:   "Show the usage of the image and container filesystems",
+		Example: "  berth imagefsinfo\n  berth imagefsinfo -o table",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := c.ctx()
+			defer cancel()
+			resp, err := c.images.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
+			if err != nil {
+				return fmt.Errorf("get image filesystem info: %w", err)
+			}
+			if out != formatTable {
+				return printProto(cmd.OutOrStdout(), out, resp)
+			}
+			w := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(w, "FILESYSTEM\tMOUNTPOINT\tUSED\tINODES")
+			row := func(kind string, fs *runtimeapi.FilesystemUsage) {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", kind, fs.GetFsId().GetMountpoint(), humanSize(fs.GetUsedBytes().GetValue()), fs.GetInodesUsed().GetValue())
+			}
+			for _, fs := range resp.ImageFilesystems {
+				row("image", fs)
+			}
+			for _, fs := range resp.ContainerFilesystems {
+				row("container", fs)
+			}
+			return w.Flush()
+		},
+	}
+	addOutputFlag(cmd, &out, formatJSON, formatYAML, formatTable)
+	return cmd
+}
+
+func rmiCommand(g *globals) *cobra.Command {
+	var all, prune bool
+	cmd := &cobra.Command{
+		Use:   "rmi [IMAGE...]",
+		Short: "Remove images",
+		Long: `Remove images by name, ID or unique ID prefix. --all removes every image
+and --prune every image no container uses; pinned images are kept by both.`,
+		Example: `  berth rmi busybox:latest
+  berth rmi 3f57d94
+  berth rmi --prune`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && !all && !prune {
+				return errors.New("give an IMAGE, --all or --prune")
+			}
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var targets []*runtimeapi.Image
+			for _, ref := range args {
+				img, err := c.resolveImage(ref)
+				if err != nil {
+					return err
+				}
+				targets = append(targets, img)
+			}
+			if all || prune {
+				more, err := c.removableImages(prune)
+				if err != nil {
+					return err
+				}
+				targets = append(targets, more...)
+			}
+			var errs []error
+			done := map[string]bool{}
+			for _, img := range targets {
+				if done[img.Id] {
+					continue
+				}
+				done[img.Id] = true
+				ctx, cancel := c.ctx()
+				_, err := c.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}})
+				cancel()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("remove image %s: %w", firstOr(img.RepoTags, img.Id), err))
+					continue
+				}
+				for _, name := range slices.Concat(img.RepoTags, img.RepoDigests) {
+					fmt.Fprintf(cmd.OutOrStdout(), "Deleted: %s\n", name)
+				}
+				if len(img.RepoTags)+len(img.RepoDigests) == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "Deleted: %s\n", img.Id)
+				}
+			}
+			return errors.Join(errs...)
+		},
+		ValidArgsFunction: completeImages(g),
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all images")
+	cmd.Flags().BoolVarP(&prune, "prune", "q", false, "remove all images no container uses")
+	return cmd
+}
+
+// removableImages lists the unpinned images, only those no container
+// (running or not) uses when unused is set.
+func (c *client) removableImages(unused bool) ([]*runtimeapi.Image, error) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	list, err := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	used := map[string]bool{}
+	if unused {
+		ctrs, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		if err != nil {
+			return nil, fmt.Errorf("list containers: %w", err)
+		}
+		for _, ctr := range ctrs.Containers {
+			used[ctr.ImageRef] = true
+			used[ctr.GetImage().GetImage()] = true
+			used[ctr.ImageId] = true
+		}
+	}
+	var out []*runtimeapi.Image
+	for _, img := range list.Images {
+		if img.Pinned || used[img.Id] || slices.ContainsFunc(slices.Concat(img.RepoTags, img.RepoDigests), func(n string) bool { return used[n] }) {
+			continue
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/api/resource"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// pullFlags are the image pull options of create and run.
+type pullFlags struct {
+	noPull, withPull bool
+	creds, auth      string
+}
+
+func (p *pullFlags) register(cmd *cobra.Command, withPull bool) {
+	cmd.Flags().BoolVar(&p.noPull, "no-pull", false, "do not pull the image, even when it is missing")
+	if withPull {
+		cmd.Flags().BoolVar(&p.withPull, "with-pull", false, "pull the image when it is missing (pull-image-on-create in the client config)")
+	}
+	cmd.Flags().StringVar(&p.creds, "creds", "", "registry credentials for the pull, USERNAME[:PASSWORD]")
+	cmd.Flags().StringVar(&p.auth, "auth", "", "registry credentials for the pull, base64 of USERNAME:PASSWORD")
+}
+
+// ensureImage pulls the container's image when it is missing.
+func (c *client) ensureImage(ctx context.Context, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig, p *pullFlags) error {
+	sctx, cancel := c.ctx()
+	st, err := c.images.ImageStatus(sctx, &runtimeapi.ImageStatusRequest{Image: cfg.Image})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("image status of %s: %w", cfg.Image.Image, err)
+	}
+	if st.Image != nil {
+		return nil
+	}
+	auth, err := pullAuth(p.creds, p.auth)
+	if err != nil {
+		return err
+	}
+	_, err = c.pull(ctx, &runtimeapi.PullImageRequest{Image: cfg.Image, Auth: auth, SandboxConfig: pod}, 0, true)
+	return err
+}
+
+func (c *client) create(podID string, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig) (string, error) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	resp, err := c.runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	return resp.ContainerId, nil
+}
+
+func createCommand(g *globals) *cobra.Command {
+	p := &pullFlags{}
+	cmd := &cobra.Command{
+		Use:   "create POD CONTAINER-CONFIG POD-CONFIG",
+		Short: "Create a container in a pod sandbox",
+		Long: `Create a container from a CRI ContainerConfig (JSON or YAML) in the pod POD
+(an ID, unique ID prefix or name), whose PodSandboxConfig is POD-CONFIG, and
+print the container's ID. The image is pulled first only with --with-pull
+(or pull-image-on-create in the client config).`,
+		Example: `  berth create 3f2a ctr.yaml pod.yaml
+  berth create --with-pull web ctr.json pod.json`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctrCfg, err := loadContainerConfig(args[1])
+			if err != nil {
+				return err
+			}
+			podCfg, err := loadPodConfig(args[2])
+			if err != nil {
+				return err
+			}
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			pod, err := c.resolvePod(args[0])
+			if err != nil {
+				return err
+			}
+			if (p.withPull || c.settings.pullImageOnCreate) && !p.noPull {
+				if err := c.ensureImage(cmd.Context(), ctrCfg, podCfg, p); err != nil {
+					return err
+				}
+			}
+			id, err := c.create(pod.Id, ctrCfg, podCfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		},
+		ValidArgsFunction: completePods(g),
+	}
+	p.register(cmd, true)
+	return cmd
+}
+
+func runCommand(g *globals) *cobra.Command {
+	p := &pullFlags{}
+	var handler string
+	cmd := &cobra.Command{
+		Use:   "run CONTAINER-CONFIG POD-CONFIG",
+		Short: "Run a new container in a new pod sandbox",
+		Long: `Run a pod sandbox from POD-CONFIG, pull the image if it is missing, create
+a container from CONTAINER-CONFIG in it and start it, as crictl run does, and
+print the container's ID. If a step fails, the pod made for it is removed.`,
+		Example: `  berth run ctr.yaml pod.yaml
+  berth run --runtime runc --no-pull ctr.json pod.json`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctrCfg, err := loadContainerConfig(args[0])
+			if err != nil {
+				return err
+			}
+			podCfg, err := loadPodConfig(args[1])
+			if err != nil {
+				return err
+			}
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			podID, err := c.runPod(podCfg, handler)
+			if err != nil {
+				return err
+			}
+			id, err := c.createAndStart(cmd.Context(), podID, ctrCfg, podCfg, p)
+			if err != nil {
+				ctx, cancel := c.ctx()
+				defer cancel()
+				_, serr := c.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+				if serr == nil {
+					_, serr = c.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
+				}
+				if serr != nil {
+					return errors.Join(err, fmt.Errorf("clean up pod sandbox %s: %w", podID, serr))
+				}
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		},
+	}
+	p.register(cmd, false)
+	cmd.Flags().StringVar(&handler, "runtime", "", "runtime handler (empty: the runtime's default)")
+	return cmd
+}
+
+func (c *client) createAndStart(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig, p *pullFlags) (string, error) {
+	if !p.noPull && !c.settings.disablePullOnRun {
+		if err := c.ensureImage(ctx, cfg, pod, p); err != nil {
+			return "", err
+		}
+	}
+	id, err := c.create(podID, cfg, pod)
+	if err != nil {
+		return "", err
+	}
+	return id, c.start(id)
+}
+
+// resourceFlags are update's options; only those given change anything.
+type resourceFlags struct {
+	cpuPeriod, cpuQuota, cpuShares int64
+	cpusetCPUs, cpusetMems         string
+	memory, memorySwap             string
+}
+
+func updateCommand(g *globals) *cobra.Command {
+	r := &resourceFlags{}
+	cmd := &cobra.Command{
+		Use:   "update [flags] CONTAINER [CONTAINER...]",
+		Short: "Update the resources of one or more containers",
+		Long: `Update containers' Linux resources. The flags given change the container's
+current resources (as its status reports them); the rest keep their values.
+Memory takes a size: bytes, or a quantity such as 512Mi or 1G.`,
+		Example: `  berth update --memory 256Mi 9c1e
+  berth update --cpu-quota 50000 --cpu-period 100000 web`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.eachContainer(args, func(id string) error {
+				ctx, cancel := c.ctx()
+				defer cancel()
+				st, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+				if err != nil {
+					return fmt.Errorf("container status of %s: %w", id, err)
+				}
+				res, err := r.apply(cmd, st.GetStatus().GetResources().GetLinux())
+				if err != nil {
+					return err
+				}
+				if _, err := c.runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
+					return fmt.Errorf("update container %s: %w", id, err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+				return nil
+			})
+		},
+		ValidArgsFunction: completeContainers(g),
+	}
+	r.register(cmd.Flags())
+	return cmd
+}
+
+func (r *resourceFlags) register(f *pflag.FlagSet) {
+	f.Int64Var(&r.cpuPeriod, "cpu-period", 0, "CPU CFS period, microseconds")
+	f.Int64Var(&r.cpuQuota, "cpu-quota", 0, "CPU CFS quota, microseconds per period")
+	f.Int64Var(&r.cpuShares, "cpu-share", 0, "CPU shares (relative weight)")
+	f.StringVar(&r.cpusetCPUs, "cpuset-cpus", "", "CPUs to run on, e.g. 0-2,4")
+	f.StringVar(&r.cpusetMems, "cpuset-mems", "", "memory nodes to use, e.g. 0")
+	f.StringVar(&r.memory, "memory", "", "memory limit")
+	f.StringVar(&r.memorySwap, "memory-swap", "", "memory plus swap limit")
+}
+
+// apply overlays the flags given on the current resources.
+func (r *resourceFlags) apply(cmd *cobra.Command, cur *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error) {
+	res := &runtimeapi.LinuxContainerResources{}
+	if cur != nil {
+		res = proto.Clone(cur).(*runtimeapi.LinuxContainerResources)
+	}
+	f := cmd.Flags()
+	changed := false
+	set := func(name string, fn func() error) error {
+		if !f.Changed(name) {
+			return nil
+		}
+		changed = true
+		return fn()
+	}
+	size := func(flag, v string, dst *int64) func() error {
+		return func() error {
+			q, err := resource.ParseQuantity(v)
+			if err != nil {
+				return fmt.Errorf("--%s %q: want a size such as 268435456 or 256Mi", flag, v)
+			}
+			*dst = q.Value()
+			return nil
+		}
+	}
+	for _, err := range []error{
+		set("cpu-period", func() error { res.CpuPeriod = r.cpuPeriod; return nil }),
+		set("cpu-quota", func() error { res.CpuQuota = r.cpuQuota; return nil }),
+		set("cpu-share", func() error { res.CpuShares = r.cpuShares; return nil }),
+		set("cpuset-cpus", func() error { res.CpusetCpus = r.cpusetCPUs; return nil }),
+		set("cpuset-mems", func() error { res.CpusetMems = r.cpusetMems; return nil }),
+		set("memory", size("memory", r.memory, &res.MemoryLimitInBytes)),
+		set("memory-swap", size("memory-swap", r.memorySwap, &res.MemorySwapLimitInBytes)),
+	} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !changed {
+		return nil, errors.New("give at least one resource flag to change")
+	}
+	return res, nil
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	restclient "k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+	"k8s.io/client-go/util/exec"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// streamCommands are exec, attach and port-forward.
+func streamCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{execCommand(g), attachCommand(g), portForwardCommand(g)}
+}
+
+// ttyFlags are the terminal options of exec and attach.
+type ttyFlags struct {
+	stdin, tty bool
+	transport  string
+}
+
+func (t *ttyFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVarP(&t.stdin, "interactive", "i", false, "pass standard input through")
+	cmd.Flags().BoolVarP(&t.tty, "tty", "t", false, "use a terminal")
+	cmd.Flags().StringVar(&t.transport, "transport", "spdy", "streaming protocol: spdy or websocket")
+}
+
+func execCommand(g *globals) *cobra.Command {
+	t := &ttyFlags{}
+	var sync bool
+	var timeout string
+	cmd := &cobra.Command{
+		Use:   "exec [flags] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Long: `Run a command in a running container. With --sync it runs through ExecSync
+and prints the output once the command ends; otherwise it streams through the
+runtime's streaming server, with -i for input and -t for a terminal. berth
+exits with the command's exit code.`,
+		Example: `  berth exec -it 9c1e sh
+  berth exec -s web cat /etc/hostname
+  berth exec --sync --timeout 5 web sleep 1`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctr, err := c.resolveContainer(args[0])
+			if err != nil {
+				return err
+			}
+			if sync {
+				limit, err := graceSeconds("--timeout", timeout)
+				if err != nil {
+					return err
+				}
+				return c.execSync(cmd, ctr.Id, args[1:], limit)
+			}
+			ctx, cancel := c.ctx()
+			resp, err := c.runtime.Exec(ctx, &runtimeapi.ExecRequest{
+				ContainerId: ctr.Id, Cmd: args[1:], Tty: t.tty, Stdin: t.stdin, Stdout: true, Stderr: !t.tty,
+			})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("exec in %s: %w", ctr.Id, err)
+			}
+			return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+		ValidArgsFunction: completeContainers(g),
+	}
+	cmd.Flags().SetInterspersed(false)
+	t.register(cmd)
+	cmd.Flags().BoolVarP(&sync, "sync", "s", false, "run through ExecSync: no input, output printed at the end")
+	cmd.Flags().StringVar(&timeout, "timeout", "0", "with --sync, time before the command is killed: seconds or a duration (0: no limit)")
+	return cmd
+}
+
+// execSync runs a command through ExecSync and passes its exit code on.
+func (c *client) execSync(cmd *cobra.Command, id string, argv []string, timeout int64) error {
+	d := c.timeout
+	if timeout == 0 {
+		d = 0
+	} else if d > 0 {
+		d += time.Duration(timeout) * time.Second
+	}
+	ctx, cancel := withTimeout(d)
+	defer cancel()
+	resp, err := c.runtime.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: argv, Timeout: timeout})
+	if err != nil {
+		return fmt.Errorf("exec in %s: %w", id, err)
+	}
+	if _, err := cmd.OutOrStdout().Write(resp.Stdout); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if _, err := cmd.ErrOrStderr().Write(resp.Stderr); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if resp.ExitCode != 0 {
+		return &exitError{code: int(resp.ExitCode)}
+	}
+	return nil
+}
+
+func attachCommand(g *globals) *cobra.Command {
+	t := &ttyFlags{}
+	cmd := &cobra.Command{
+		Use:   "attach [flags] CONTAINER",
+		Short: "Attach to a running container's standard streams",
+		Long: `Attach to a running container's output, and with -i to its input. -t must
+match the container's own tty setting.`,
+		Example: `  berth attach 9c1e
+  berth attach -it web`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctr, err := c.resolveContainer(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx()
+			resp, err := c.runtime.Attach(ctx, &runtimeapi.AttachRequest{
+				ContainerId: ctr.Id, Tty: t.tty, Stdin: t.stdin, Stdout: true, Stderr: !t.tty,
+			})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("attach to %s: %w", ctr.Id, err)
+			}
+			return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+		ValidArgsFunction: completeContainers(g),
+	}
+	t.register(cmd)
+	return cmd
+}
+
+// insecureConfig is the client config for a runtime's streaming server.
+func insecureConfig() *restclient.Config {
+	return &restclient.Config{TLSClientConfig: restclient.TLSClientConfig{Insecure: true}}
+}
+
+// stream connects the local standard streams to an exec or attach URL.
+func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, stdout, stderr io.Writer) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
+	}
+	var ex remotecommand.Executor
+	switch t.transport {
+	case "spdy":
+		ex, err = remotecommand.NewSPDYExecutor(insecureConfig(), http.MethodPost, u)
+	case "websocket":
+		ex, err = remotecommand.NewWebSocketExecutor(insecureConfig(), http.MethodGet, u.String())
+	default:
+		return fmt.Errorf("--transport %q: want spdy or websocket", t.transport)
+	}
+	if err != nil {
+		return fmt.Errorf("streaming to %s: %w", u.Host, err)
+	}
+	opts := remotecommand.StreamOptions{Stdout: stdout, Tty: t.tty}
+	if t.stdin {
+		opts.Stdin = stdin
+	}
+	if !t.tty {
+		opts.Stderr = stderr
+	}
+	if f, ok := stdin.(*os.File); ok && t.tty && t.stdin && term.IsTerminal(int(f.Fd())) {
+		state, err := term.MakeRaw(int(f.Fd()))
+		if err != nil {
+			return fmt.Errorf("set terminal raw: %w", err)
+		}
+		defer term.Restore(int(f.Fd()), state)
+		sizes := newSizeQueue(int(f.Fd()))
+		defer sizes.stop()
+		opts.TerminalSizeQueue = sizes
+	}
+	err = ex.StreamWithContext(ctx, opts)
+	var ce exec.CodeExitError
+	if errors.As(err, &ce) {
+		return &exitError{code: ce.Code}
+	}
+	if err != nil {
+		return fmt.Errorf("stream: %w", err)
+	}
+	return nil
+}
+
+// sizeQueue reports the terminal's size at start and on every SIGWINCH.
+type sizeQueue struct {
+	fd    int
+	sigs  chan os.Signal
+	done  chan struct{}
+	first bool
+}
+
+func newSizeQueue(fd int) *sizeQueue {
+	q := &sizeQueue{fd: fd, sigs: make(chan os.Signal, 1), done: make(chan struct{}), first: true}
+	signal.Notify(q.sigs, syscall.SIGWINCH)
+	return q
+}
+
+func (q *sizeQueue) Next() *remotecommand.TerminalSize {
+	if !q.first {
+		select {
+		case <-q.sigs:
+		case <-q.done:
+			return nil
+		}
+	}
+	q.first = false
+	w, h, err := term.GetSize(q.fd)
+	if err != nil {
+		return nil
+	}
+	return &remotecommand.TerminalSize{Width: uint16(w), Height: uint16(h)}
+}
+
+func (q *sizeQueue) stop() {
+	signal.Stop(q.sigs)
+	close(q.done)
+}
+
+func portForwardCommand(g *globals) *cobra.Command {
+	var addresses []string
+	cmd := &cobra.Command{
+		Use:   "port-forward [flags] POD [LOCAL_PORT:]REMOTE_PORT...",
+		Short: "Forward local ports to ports inside a pod",
+		Long: `Listen on local ports and forward each connection to a port in the pod's
+network namespace, until interrupted. LOCAL_PORT 0 or left out picks a port.`,
+		Example: `  berth port-forward 3f2a 8080:80
+  berth port-forward --address 0.0.0.0 web :5432`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			pod, err := c.resolvePod(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx()
+			resp, err := c.runtime.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: pod.Id})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("port-forward to %s: %w", pod.Id, err)
+			}
+			return forward(cmd.Context(), resp.Url, addresses, args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+		ValidArgsFunction: completePods(g),
+	}
+	cmd.Flags().StringSliceVar(&addresses, "address", []string{"localhost"}, "local addresses to listen on (comma separated)")
+	return cmd
+}
+
+// forward runs a port forwarder until SIGINT or SIGTERM.
+func forward(ctx context.Context, rawURL string, addresses, ports []string, stdout, stderr io.Writer) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
+	}
+	transport, upgrader, err := spdy.RoundTripperFor(insecureConfig())
+	if err != nil {
+		return fmt.Errorf("port-forward transport: %w", err)
+	}
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stopCh := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		close(stopCh)
+	}()
+	fw, err := portforward.NewOnAddresses(dialer, addresses, ports, stopCh, make(chan struct{}), stdout, stderr)
+	if err != nil {
+		return fmt.Errorf("port-forward: %w", err)
+	}
+	if err := fw.ForwardPorts(); err != nil {
+		return fmt.Errorf("port-forward: %w", err)
+	}
+	return nil
+}
