@@ -1,0 +1,147 @@
+package stats
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/pod"
+)
+
+// ContainerTarget is what the collector needs to know about a container.
+type ContainerTarget struct {
+	ID      string
+	PodID   string
+	Name    string
+	Attempt uint32
+	// Image names the container's image (for metric labels).
+	Image       string
+	Labels      map[string]string
+	Annotations map[string]string
+	CreatedAt   time.Time
+	// CgroupPath is the OCI linux.cgroupsPath: "/parent/berth-ID" for
+	// cgroupfs, "parent.slice:berth:ID" for systemd.
+	CgroupPath string
+	// Running is true while the container's processes may run; the
+	// cgroup of a container that is not running is not read.
+	Running bool
+	// StorageID is the containers/storage container holding the
+	// writable layer; "" when there is none.
+	StorageID string
+}
+
+// PodTarget is what the collector needs to know about a pod.
+type PodTarget struct {
+	ID          string
+	Name        string
+	Namespace   string
+	UID         string
+	Attempt     uint32
+	Labels      map[string]string
+	Annotations map[string]string
+	// CgroupDir is the pod's own cgroup (as CgroupPath or a cgroup
+	// parent). It must be left "" when the cgroup is shared with other
+	// pods: the pod is then the sum of its containers.
+	CgroupDir string
+	// NetNS is the pinned network namespace; "" for host network or a
+	// stopped pod, which report no network stats.
+	NetNS string
+}
+
+// ContainerSource lists the containers to measure. The container
+// manager implements it (or the daemon adapts it).
+type ContainerSource interface {
+	// StatsContainers returns every container, in any state.
+	StatsContainers() []ContainerTarget
+	// StatsContainer returns the container with this id or unique id
+	// prefix, or an error wrapping errdefs.ErrNotFound.
+	StatsContainer(idOrPrefix string) (ContainerTarget, error)
+}
+
+// PodSource lists the pods to measure.
+type PodSource interface {
+	// StatsPods returns every pod, ready or not.
+	StatsPods() []PodTarget
+	// StatsPod returns the pod with this id or unique id prefix, or an
+	// error wrapping errdefs.ErrNotFound.
+	StatsPod(idOrPrefix string) (PodTarget, error)
+}
+
+// Pods adapts the pod manager to PodSource.
+func Pods(m *pod.Manager) PodSource { return podManager{m} }
+
+type podManager struct{ m *pod.Manager }
+
+func (p podManager) StatsPods() []PodTarget {
+	sbs := p.m.List(pod.Filter{})
+	// A cgroup parent is the pod's own only if no other pod uses it
+	// (the default parent is shared by every pod that names none).
+	users := make(map[string]int, len(sbs))
+	for _, sb := range sbs {
+		users[sb.CgroupParent]++
+	}
+	out := make([]PodTarget, 0, len(sbs))
+	for _, sb := range sbs {
+		out = append(out, podTarget(sb, users[sb.CgroupParent] == 1))
+	}
+	return out
+}
+
+func (p podManager) StatsPod(id string) (PodTarget, error) {
+	sb, err := p.m.Get(id)
+	if err != nil {
+		return PodTarget{}, err
+	}
+	if sb == nil {
+		return PodTarget{}, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	own := true
+	for _, o := range p.m.List(pod.Filter{}) {
+		if o.ID != sb.ID && o.CgroupParent == sb.CgroupParent {
+			own = false
+			break
+		}
+	}
+	return podTarget(sb, own), nil
+}
+
+func podTarget(sb *pod.Sandbox, ownCgroup bool) PodTarget {
+	t := PodTarget{
+		ID:          sb.ID,
+		Name:        sb.Metadata.Name,
+		Namespace:   sb.Metadata.Namespace,
+		UID:         sb.Metadata.UID,
+		Attempt:     sb.Metadata.Attempt,
+		Labels:      sb.Labels,
+		Annotations: sb.Annotations,
+		NetNS:       sb.NetNS,
+	}
+	if ownCgroup {
+		t.CgroupDir = sb.CgroupParent
+	}
+	return t
+}
+
+// lookupPrefix finds the one id in ids equal to, or uniquely prefixed
+// by, idOrPrefix.
+func lookupPrefix[T any](items []T, id func(T) string, idOrPrefix, kind string) (T, error) {
+	var zero, found T
+	n := 0
+	for _, it := range items {
+		switch {
+		case id(it) == idOrPrefix:
+			return it, nil
+		case strings.HasPrefix(id(it), idOrPrefix):
+			found = it
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return zero, fmt.Errorf("%s %q: %w", kind, idOrPrefix, errdefs.ErrNotFound)
+	case 1:
+		return found, nil
+	}
+	return zero, fmt.Errorf("%s id prefix %q is ambiguous: %w", kind, idOrPrefix, errdefs.ErrInvalidArgument)
+}
