@@ -26,6 +26,14 @@ if ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then
   echo "demo: installed /etc/cni/net.d/10-berth-bridge.conflist"
 fi
 
+# The signature policy every containers/image user reads; Debian's
+# containers-common ships this same default.
+if [ ! -e /etc/containers/policy.json ]; then
+  mkdir -p /etc/containers
+  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >/etc/containers/policy.json
+  echo "demo: installed /etc/containers/policy.json (accept anything)"
+fi
+
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "start berthd with the default config ($(./bin/berthd config | grep -m1 '^listen'))"

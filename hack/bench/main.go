@@ -73,10 +73,15 @@ func main() {
 		_, err := b.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 		return err
 	})
+	stats := b.measure(*n, func(int) error {
+		_, err := b.rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
+		return err
+	})
 	rows = append(rows,
 		[]string{fmt.Sprintf("container cycle with %d pods running", *pods), ms(ctrMany.median), ms(ctrMany.p90), "flat"},
 		[]string{fmt.Sprintf("pod cycle with %d pods running", *pods), ms(podMany.median), ms(podMany.p90), "flat"},
 		[]string{fmt.Sprintf("ListPodSandbox of %d pods", *pods+1), ms(list.median), ms(list.p90), "-"},
+		[]string{fmt.Sprintf("ListPodSandboxStats of %d pods", *pods+1), ms(stats.median), ms(stats.p90), "flat"},
 		[]string{"daemon peak RSS (VmHWM)", peakRSS(b.daemon.Process.Pid), "-", "< 50 MB"})
 	printTable([]string{"measure", "median", "p90", "target"}, rows)
 }
