@@ -23,7 +23,12 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/stats"
+	"github.com/berth-cri/berth/internal/stream"
 )
 
 // Deps are the services the handlers call. A nil service makes its RPCs
@@ -34,9 +39,19 @@ type Deps struct {
 	Log     *slog.Logger
 	Version string
 	Images  *image.Service
+	// Pods runs the pod sandbox RPCs.
+	Pods *pod.Manager
+	// Streams serves exec, attach and port-forward.
+	Streams *stream.Server
 	// NetworkStatus reports whether pod networking is ready; nil means
 	// no network manager is wired in yet.
 	NetworkStatus func() (ready bool, reason, message string)
+	// Stats answers the stats RPCs; Metrics counts and times every call
+	// (nil counts nothing).
+	Stats   *stats.Collector
+	Metrics *metrics.Metrics
+	// Containers runs the container RPCs.
+	Containers *container.Manager
 }
 
 // Server owns the gRPC server and the listening socket.
@@ -65,7 +80,7 @@ func New(deps Deps) *Server {
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
-		grpc.ChainUnaryInterceptor(s.logAndRecover),
+		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),
 	)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, &runtimeService{Server: s})
 	runtimeapi.RegisterImageServiceServer(s.grpc, &imageService{Server: s})

@@ -12,9 +12,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/stats"
+	"github.com/berth-cri/berth/internal/stream"
 )
 
 // Version is berth's version, set at build time.
@@ -28,7 +35,17 @@ type daemon struct {
 	level  *slog.LevelVar
 	log    *slog.Logger
 	images *image.Service
-	server *cri.Server
+	pods   *pod.Manager
+	// containers runs containers under conmon.
+	containers *container.Manager
+	// streams serves exec, attach and port-forward.
+	streams *stream.Server
+	server  *cri.Server
+	// stats samples containers and pods; metrics counts operations and
+	// info serves the info socket and the metrics endpoint.
+	stats   *stats.Collector
+	metrics *metrics.Metrics
+	info    *metrics.Server
 }
 
 func (d *daemon) current() *config.Config { return d.cfg.Load() }
@@ -44,6 +61,9 @@ func Run(ctx context.Context, loader config.Loader) error {
 	lvl, _ := config.ParseLogLevel(cfg.Berth.Runtime.LogLevel) // validated by Load
 	d.level.Set(lvl)
 	d.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: d.level}))
+	// containers/storage and containers/image log through logrus in their
+	// own format; keep only their warnings and errors in berthd's log.
+	logrus.SetLevel(logrus.WarnLevel)
 
 	for _, dir := range []string{cfg.Berth.StateDir, cfg.Berth.RunDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -57,15 +77,62 @@ func Run(ctx context.Context, loader config.Loader) error {
 		}
 	}()
 
+	if d.pods, err = pod.New(d.current, d.log.With("component", "pod")); err != nil {
+		return err
+	}
+	defer d.pods.Close()
+
+	// Containers: conmon, the exit watcher and the records of containers
+	// that kept running while berthd was stopped. Pods stop and remove
+	// their containers through it and run PID holders under its conmon.
+	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
+		Images: d.images, Pods: d.pods}); err != nil {
+		return err
+	}
+	defer d.containers.Close()
+	d.pods.SetContainerReaper(d.containers)
+	d.pods.SetMonitor(d.containers.Monitor())
+
+	if d.streams, err = stream.New(stream.ConfigFrom(cfg), d.containers, streamPods{d.pods}, d.log.With("component", "stream")); err != nil {
+		return err
+	}
+	defer d.streams.Close()
+	defer endStreamsOnStop(d.containers.Events(), d.streams)()
+
+	// Cheap: the collector starts on the first stats request.
+	d.metrics = metrics.New()
+	d.metrics.CountEventsDropped(d.containers.Events().Dropped)
+	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
+		Pods: stats.Pods(d.pods), Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
+	defer d.stats.Close()
+
 	d.server = cri.New(cri.Deps{
 		Config:  d.current,
 		Log:     d.log.With("component", "cri"),
 		Version: Version,
 		Images:  d.images,
+		Pods:    d.pods,
+		Streams: d.streams,
+		// The pod manager owns CNI, so it answers NetworkReady.
+		NetworkStatus: d.pods.NetworkStatus,
+		Stats:         d.stats,
+		Metrics:       d.metrics,
+		Containers:    d.containers,
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err
 	}
+	if d.info, err = d.metrics.Serve(metrics.ServeOptions{Config: d.current, Log: d.log.With("component", "metrics"), Version: Version,
+		StorageDriver: func() string {
+			if st, err := d.images.Store(); err == nil {
+				return st.GraphDriverName()
+			}
+			return ""
+		},
+		Containers: metrics.Containers(d.containers, d.pods)}); err != nil {
+		return err
+	}
+	defer d.info.Close()
 	served := make(chan error, 1)
 	go func() { served <- d.server.Serve() }()
 	d.log.Info("berthd serving", "socket", cfg.Berth.API.Listen, "version", Version)
@@ -114,5 +181,6 @@ func (d *daemon) reload() {
 	d.level.Set(lvl)
 	d.cfg.Store(merged)
 	d.images.Reload()
+	_ = d.streams.Reload() // TLS files; errors are logged
 	d.log.Info("reload: done", "applied", len(applied), "ignored", len(ignored))
 }

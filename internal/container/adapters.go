@@ -1,0 +1,79 @@
+package container
+
+import (
+	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/stats"
+	"github.com/berth-cri/berth/internal/stream"
+)
+
+// The manager is what the other services need to know about containers.
+var (
+	_ pod.ContainerReaper        = (*Manager)(nil)
+	_ stream.ContainerLookup     = (*Manager)(nil)
+	_ stats.ContainerSource      = (*Manager)(nil)
+	_ interface{ Close() error } = (*Manager)(nil)
+)
+
+// ExecTarget describes a container for exec and attach.
+func (m *Manager) ExecTarget(id string) (stream.Target, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return stream.Target{}, err
+	}
+	m.checkConmon(c)
+	st := c.snapshot()
+	p, err := m.Process(c.meta.ID)
+	if err != nil {
+		p = nil // exec falls back to the bundle's config.json
+	}
+	return stream.Target{
+		ID:           c.meta.ID,
+		Running:      st.State == StateRunning,
+		RuntimePath:  c.meta.Runtime.Path,
+		RuntimeRoot:  c.meta.Runtime.Root,
+		Bundle:       c.meta.Bundle,
+		Process:      p,
+		AttachSocket: m.mon.AttachSocket(c.meta.ID),
+		ControlFIFO:  c.meta.Bundle + "/ctl",
+		TTY:          c.meta.Tty,
+		Stdin:        c.meta.Stdin,
+		StdinOnce:    c.meta.StdinOnce,
+	}, nil
+}
+
+func (m *Manager) statsTarget(c *container) stats.ContainerTarget {
+	st := c.snapshot()
+	img := c.meta.Image.Name
+	if img == "" {
+		img = c.meta.Image.Image
+	}
+	return stats.ContainerTarget{
+		ID: c.meta.ID, PodID: c.meta.PodID, Name: c.meta.CtrName, Attempt: c.meta.Attempt,
+		Image: img, Labels: c.meta.Labels, Annotations: c.meta.Annotations, CreatedAt: c.meta.CreatedAt,
+		CgroupPath: c.meta.CgroupsPath, Running: st.State == StateRunning, StorageID: c.meta.StorageID,
+	}
+}
+
+// StatsContainers lists every container for the stats collector.
+func (m *Manager) StatsContainers() []stats.ContainerTarget {
+	m.mu.RLock()
+	all := make([]*container, 0, len(m.ctrs))
+	for _, c := range m.ctrs {
+		all = append(all, c)
+	}
+	m.mu.RUnlock()
+	out := make([]stats.ContainerTarget, 0, len(all))
+	for _, c := range all {
+		out = append(out, m.statsTarget(c))
+	}
+	return out
+}
+
+// StatsContainer describes one container for the stats collector.
+func (m *Manager) StatsContainer(idOrPrefix string) (stats.ContainerTarget, error) {
+	c, err := m.get(idOrPrefix)
+	if err != nil {
+		return stats.ContainerTarget{}, err
+	}
+	return m.statsTarget(c), nil
+}

@@ -1,0 +1,311 @@
+// Package container is berth's container manager: creation as a pipeline
+// with an undo stack (name reservation, writable layer from
+// containers/storage, OCI spec from internal/spec, records, conmon),
+// start, stop (stop signal, timeout, SIGKILL), remove, status, list,
+// resource updates, log reopening, exec-sync and lifecycle events.
+//
+// Concurrency: Manager.mu guards the index only; each container's mu
+// guards its status only. Neither is ever held across a runtime, conmon,
+// storage or disk call, so status and list never wait for a slow
+// operation. Lifecycle operations on one container (start, remove,
+// update) are serialised by its op semaphore; stop is not, so that a
+// stop can always interrupt a slow start.
+//
+// Exits arrive from the monitor's exit-dir watcher (no polling); a
+// conmon that dies without writing an exit file is noticed by the
+// reaper (berthd is the subreaper of every conmon), by a periodic
+// pid+start-time probe, and on every status read of a running container.
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containers/storage"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// probeInterval is how often running containers' conmons are checked for
+// having died without an exit file (CRI-O checks every 10 s).
+const probeInterval = 10 * time.Second
+
+// Images is what the manager needs from the image service.
+type Images interface {
+	Resolve(ctx context.Context, nameOrID string) (*image.ImageInfo, error)
+	Store() (storage.Store, error)
+}
+
+// Pods is what the manager needs from the pod manager.
+type Pods interface {
+	Get(idOrPrefix string) (*pod.Sandbox, error)
+}
+
+// Deps are the manager's collaborators.
+type Deps struct {
+	Config func() *config.Config
+	Log    *slog.Logger
+	Images Images
+	Pods   Pods
+	// Host is the node's capabilities; nil probes the running system.
+	Host *spec.Host
+	// AllowedAnnotations lists, per runtime handler, the berth behaviour
+	// annotations (io.berth.*) containers of that handler may carry; nil
+	// allows none.
+	AllowedAnnotations func(handler string) []string
+}
+
+// Manager owns every container.
+type Manager struct {
+	cfg     func() *config.Config
+	log     *slog.Logger
+	images  Images
+	pods    Pods
+	host    *spec.Host
+	hier    *monitor.Hierarchies
+	mon     *monitor.Monitor
+	records store.Dir
+	runDir  string
+	events  *Events
+	allowed func(string) []string
+	seccomp []byte
+	adapted sync.Map // messages already logged
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	mu    sync.RWMutex
+	ctrs  map[string]*container
+	names map[string]*reservation
+}
+
+// container is one container in the index.
+type container struct {
+	meta *Meta // immutable
+	// op serialises start, remove and update of this container.
+	op chan struct{}
+	// writeMu serialises writes of status.json.
+	writeMu sync.Mutex
+
+	mu sync.Mutex
+	st Status
+	// exited is closed when st.State becomes exited.
+	exited chan struct{}
+	// starting is set while runc start runs; an exit seen meanwhile is
+	// deferred (pendingExit) so that STARTED is published before STOPPED.
+	starting    bool
+	pendingExit bool
+	// stopping is the stop in progress, if any.
+	stopping *stopOp
+	// cleaned is closed once the runtime state and conmon's cgroup of an
+	// exited container are gone; nil until that cleanup has started.
+	cleaned chan struct{}
+	removed bool
+	process *specs.Process // for exec; loaded from config.json if nil
+}
+
+// reservation holds a container name while CreateContainer works on it.
+type reservation struct {
+	done chan struct{}
+	id   string
+	err  error
+	// abandoned is set when the creator's client went away; unclaimed
+	// when it did so and the creation succeeded: a retry with the same
+	// name then gets this container.
+	abandoned, unclaimed bool
+}
+
+// New builds the manager, starts the exit watcher and loads the records
+// left by a previous berthd.
+func New(d Deps) (*Manager, error) {
+	cfg := d.Config().Berth
+	host := d.Host
+	if host == nil {
+		h, err := spec.ProbeHost()
+		if err != nil {
+			return nil, fmt.Errorf("probe host: %w", err)
+		}
+		host = h
+	}
+	hier, err := monitor.ProbeHierarchies()
+	if err != nil {
+		return nil, err
+	}
+	records, err := store.Open(filepath.Join(cfg.StateDir, "containers"))
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg: d.Config, log: d.Log, images: d.Images, pods: d.Pods, host: host, hier: hier,
+		records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: NewEvents(),
+		allowed: d.AllowedAnnotations, done: make(chan struct{}),
+		ctrs: map[string]*container{}, names: map[string]*reservation{},
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if p := cfg.Runtime.SeccompProfile; p != "" {
+		if m.seccomp, err = os.ReadFile(p); err != nil {
+			return nil, fmt.Errorf("seccomp_profile: %w", err)
+		}
+	}
+	if err := os.MkdirAll(m.runDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", m.runDir, err)
+	}
+	m.mon, err = monitor.New(monitor.Config{
+		Conmon:       cfg.Runtime.Conmon,
+		ExitDir:      filepath.Join(cfg.RunDir, "exits"),
+		AttachDir:    filepath.Join(cfg.RunDir, "attach"),
+		LogLevel:     cfg.Runtime.LogLevel,
+		Log:          m.log.With("component", "monitor"),
+		OnExit:       func(id string) { m.goBackground(func() { m.handleExit(id) }) },
+		OnConmonExit: func(pid int) { m.goBackground(func() { m.conmonExited(pid) }) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.load()
+	for _, id := range m.mon.PendingExits() {
+		m.handleExit(id)
+	}
+	m.wg.Add(1)
+	go m.probeLoop()
+	return m, nil
+}
+
+// Close stops watching; containers keep running under their conmons.
+func (m *Manager) Close() error {
+	close(m.done)
+	err := m.mon.Close()
+	m.wg.Wait()
+	return err
+}
+
+// Monitor is the conmon driver, shared with the pod manager (PID
+// namespace holders run under conmon too).
+func (m *Manager) Monitor() *monitor.Monitor { return m.mon }
+
+// Events is the lifecycle event broadcaster; the pod manager may publish
+// pod events on it too.
+func (m *Manager) Events() *Events { return m.events }
+
+func (m *Manager) goBackground(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+// logAdapted logs each adaptation to the host once per daemon.
+func (m *Manager) logAdapted(msgs []string) {
+	for _, s := range msgs {
+		if _, seen := m.adapted.LoadOrStore(s, true); !seen {
+			m.log.Warn("adapting containers to this host", "change", s)
+		}
+	}
+}
+
+func newID() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("container id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// get finds a container by full id or unique id prefix.
+func (m *Manager) get(idOrPrefix string) (*container, error) {
+	if idOrPrefix == "" {
+		return nil, fmt.Errorf("container id is required: %w", errdefs.ErrInvalidArgument)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if c, ok := m.ctrs[idOrPrefix]; ok {
+		return c, nil
+	}
+	var found *container
+	for id, c := range m.ctrs {
+		if strings.HasPrefix(id, idOrPrefix) {
+			if found != nil {
+				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", idOrPrefix, errdefs.ErrInvalidArgument)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: %w", idOrPrefix, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// snapshot returns a copy of c's status.
+func (c *container) snapshot() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st
+}
+
+func (c *container) lockOp(ctx context.Context) error {
+	select {
+	case c.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for another operation on container %s: %w", c.meta.ID, ctx.Err())
+	}
+}
+
+func (c *container) unlockOp() { <-c.op }
+
+// persist writes c's current status. Writers are serialised per
+// container and each writes the state current when it writes, so
+// concurrent transitions (a start racing an exit) never leave an older
+// state on disk after a newer one.
+func (m *Manager) persist(c *container) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	st := c.snapshot()
+	st.Version = recordVersion
+	if err := writeStatus(filepath.Join(m.records.Path(c.meta.ID), statusFile), &st); err != nil {
+		m.log.Error("write container status", "id", c.meta.ID, "error", err)
+	}
+}
+
+// probeLoop checks the conmon of every running container now and then:
+// after a restart conmons are no longer berthd's children, so the reaper
+// cannot notice their death.
+func (m *Manager) probeLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+			m.mu.RLock()
+			var all []*container
+			for _, c := range m.ctrs {
+				all = append(all, c)
+			}
+			m.mu.RUnlock()
+			for _, c := range all {
+				m.checkConmon(c)
+			}
+		}
+	}
+}

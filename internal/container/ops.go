@@ -1,0 +1,154 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/spec"
+)
+
+// MaxExecOutput caps each stream of ExecSync (CVE-2022-1708): the rest of
+// a chatty command's output is read and dropped.
+const MaxExecOutput = 16 << 20
+
+// reopenTimeout bounds the wait for conmon to recreate the log file.
+const reopenTimeout = 10 * time.Second
+
+// running returns c if it runs, or a FailedPrecondition.
+func (m *Manager) running(id string) (*container, Status, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return nil, Status{}, err
+	}
+	m.checkConmon(c)
+	st := c.snapshot()
+	if st.State != StateRunning {
+		return nil, st, fmt.Errorf("container %s is %s, not running: %w", c.meta.ID, st.State, errdefs.ErrFailedPrecondition)
+	}
+	return c, st, nil
+}
+
+// ExecResult is ExecSync's answer.
+type ExecResult = monitor.ExecResult
+
+// ExecSync runs cmd in the container and returns its output and exit
+// code. A timeout (seconds, 0 for none) kills the command and is
+// reported as a non-zero exit, not an error: kubelet probes rely on it.
+func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout int64) (*ExecResult, error) {
+	if len(cmd) == 0 || cmd[0] == "" {
+		return nil, fmt.Errorf("exec: the command is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if timeout < 0 {
+		return nil, fmt.Errorf("exec: negative timeout: %w", errdefs.ErrInvalidArgument)
+	}
+	for _, a := range cmd {
+		if strings.ContainsRune(a, 0) {
+			return nil, fmt.Errorf("exec: argument contains a NUL byte: %w", errdefs.ErrInvalidArgument)
+		}
+	}
+	c, _, err := m.running(id)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.Process(c.meta.ID)
+	if err != nil {
+		return nil, err
+	}
+	p.Args = cmd
+	p.Terminal = false
+	p.ConsoleSize = nil
+	return c.meta.Runtime.ExecSync(ctx, c.meta.ID, p, time.Duration(timeout)*time.Second, MaxExecOutput)
+}
+
+// Process returns a copy of the container's OCI process, the template of
+// every exec: same user, environment, working dir, capabilities, LSM
+// profiles and rlimits.
+func (m *Manager) Process(id string) (*specs.Process, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	p := c.process
+	c.mu.Unlock()
+	if p == nil {
+		data, err := os.ReadFile(filepath.Join(c.meta.Bundle, "config.json"))
+		if err != nil {
+			return nil, fmt.Errorf("read spec of %s: %w", c.meta.ID, err)
+		}
+		var s specs.Spec
+		if err := json.Unmarshal(data, &s); err != nil || s.Process == nil {
+			return nil, fmt.Errorf("spec of %s has no process: %v", c.meta.ID, err)
+		}
+		p = s.Process
+		c.mu.Lock()
+		c.process = p
+		c.mu.Unlock()
+	}
+	// A deep copy through JSON: callers change Args and Terminal.
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	var out specs.Process
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateResources applies new cgroup limits to a created or running
+// container, adapted to the host like at creation.
+func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
+	if r == nil {
+		return nil
+	}
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	var adapted []string
+	res, err := spec.Resources(r, m.cfg().Berth.Runtime.PidsLimit, m.host, &adapted)
+	if err != nil {
+		return err
+	}
+	m.logAdapted(adapted)
+	if err := c.lockOp(ctx); err != nil {
+		return err
+	}
+	defer c.unlockOp()
+	st := c.snapshot()
+	if st.State != StateRunning && st.State != StateCreated {
+		return fmt.Errorf("container %s is %s: %w", c.meta.ID, st.State, errdefs.ErrFailedPrecondition)
+	}
+	if err := c.meta.Runtime.Update(ctx, c.meta.ID, res); err != nil {
+		return fmt.Errorf("update resources of %s: %w", c.meta.ID, err)
+	}
+	c.mu.Lock()
+	c.st.Resources = cloneResources(r)
+	c.mu.Unlock()
+	m.persist(c)
+	return nil
+}
+
+// ReopenLog makes conmon reopen the container's log file, after the
+// kubelet has rotated it away.
+func (m *Manager) ReopenLog(ctx context.Context, id string) error {
+	c, st, err := m.running(id)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, reopenTimeout)
+	defer cancel()
+	return monitor.ReopenLog(ctx, c.meta.Bundle, c.meta.LogPath, st.Conmon)
+}

@@ -1,0 +1,153 @@
+package cri
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/container"
+)
+
+func (s *runtimeService) containers() (*container.Manager, error) {
+	if s.deps.Containers == nil {
+		return nil, status.Error(codes.Unimplemented, "containers are not available")
+	}
+	return s.deps.Containers, nil
+}
+
+// CreateContainer creates a container in a pod; a retry of a request the
+// kubelet gave up on gets the container the first one made.
+func (s *runtimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	id, err := cm.Create(ctx, req.GetPodSandboxId(), req.GetConfig())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// StartContainer starts a created container.
+func (s *runtimeService) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	if err := cm.Start(ctx, req.GetContainerId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// StopContainer stops a container within timeout seconds; stopping a
+// stopped container succeeds.
+func (s *runtimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	if err := cm.Stop(ctx, req.GetContainerId(), req.GetTimeout()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+// RemoveContainer removes a container, stopping it first; removing an
+// unknown container succeeds.
+func (s *runtimeService) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetContainerId() == "" {
+		return nil, invalid("container_id is required")
+	}
+	if err := cm.Remove(ctx, req.GetContainerId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+// ListContainers lists containers matching the filter.
+func (s *runtimeService) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListContainersResponse{Containers: cm.List(req.GetFilter())}, nil
+}
+
+// ContainerStatus reports one container; verbose adds an info document.
+func (s *runtimeService) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	st, info, err := cm.Status(ctx, req.GetContainerId(), req.GetVerbose())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.ContainerStatusResponse{Status: st, Info: info}, nil
+}
+
+// UpdateContainerResources changes a container's cgroup limits.
+func (s *runtimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	if err := cm.UpdateResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}
+
+// ReopenContainerLog makes conmon reopen the log file after a rotation.
+func (s *runtimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	if err := cm.ReopenLog(ctx, req.GetContainerId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// ExecSync runs a command in a container and returns its output; a
+// timeout is a non-zero exit code, not an error.
+func (s *runtimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	cm, err := s.containers()
+	if err != nil {
+		return nil, err
+	}
+	res, err := cm.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), req.GetTimeout())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
+}
+
+// GetContainerEvents streams lifecycle events until the client leaves.
+func (s *runtimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
+	cm, err := s.containers()
+	if err != nil {
+		return err
+	}
+	sub := cm.Events().Subscribe()
+	defer sub.Close()
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case ev := <-sub.C:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		}
+	}
+}

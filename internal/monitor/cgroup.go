@@ -1,0 +1,119 @@
+package monitor
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Cgroup is a cgroupfs cgroup for one conmon, present in every mounted
+// hierarchy (v1) or in the unified one (v2). conmon has no cgroup option
+// of its own: berth moves it during the start-pipe window, before it
+// forks runc, so conmon and nothing else of berth's lands there.
+type Cgroup struct {
+	// Dirs are the cgroup directories, one per hierarchy.
+	Dirs []string `json:"dirs"`
+}
+
+// Hierarchies are the cgroupfs mount points berth places conmon in.
+type Hierarchies struct {
+	mounts []string
+}
+
+// ProbeHierarchies finds the mounted cgroup hierarchies. cpuset is left
+// out on v1: a new cpuset cgroup starts with no cpus and refuses tasks
+// until they are copied from its parent, and conmon needs no cpuset.
+func ProbeHierarchies() (*Hierarchies, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	h := &Hierarchies{}
+	var unified string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 {
+			continue
+		}
+		switch qf[0] {
+		case "cgroup2":
+			unified = pf[4]
+		case "cgroup":
+			if strings.Contains(","+qf[2]+",", ",cpuset,") {
+				continue
+			}
+			h.mounts = append(h.mounts, pf[4])
+		}
+	}
+	if len(h.mounts) == 0 && unified != "" {
+		h.mounts = []string{unified}
+	}
+	return h, nil
+}
+
+// For returns the cgroup at path rel (e.g. "/kubepods/pod1/berth-conmon-ID")
+// in every hierarchy.
+func (h *Hierarchies) For(rel string) *Cgroup {
+	if h == nil || len(h.mounts) == 0 {
+		return nil
+	}
+	rel = filepath.Clean("/" + rel)
+	c := &Cgroup{}
+	for _, m := range h.mounts {
+		c.Dirs = append(c.Dirs, filepath.Join(m, rel))
+	}
+	return c
+}
+
+// Enter creates the cgroup and moves pid into it.
+func (c *Cgroup) Enter(pid int) error {
+	p := []byte(strconv.Itoa(pid))
+	for _, d := range c.Dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), p, 0); err != nil {
+			return fmt.Errorf("move %d to cgroup %s: %w", pid, d, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes the cgroup; it waits up to wait for conmon, which writes
+// the exit files just before it exits, to leave it.
+func (c *Cgroup) Remove(wait time.Duration) error {
+	if c == nil {
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	var errs []error
+	for _, d := range c.Dirs {
+		for {
+			err := unix.Rmdir(d)
+			if err == nil || errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if errors.Is(err, unix.EBUSY) && time.Now().Before(deadline) {
+				time.Sleep(2 * time.Millisecond)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,145 @@
+package monitor
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// reaper makes berthd the child subreaper of everything it starts and
+// reaps what gets reparented to it: conmon's daemonized main process
+// (its launcher exits at once), and a container's init if its conmon
+// dies. The node's PID 1 may reap late or never, and a zombie conmon
+// still answers kill(pid, 0), so berth does not leave that job to it.
+//
+// berthd's own direct children (runc, conmon's launcher, CNI plugins,
+// helpers of other packages) are waited for by os/exec; stealing their
+// exit status would break cmd.Wait. They are told apart by session:
+// os/exec children stay in berthd's session, while everything that
+// reaches berthd by reparenting comes from conmon, which calls setsid.
+// So a zombie child is reaped here only if its pid was registered with
+// adopt or it sits in another session. A package that starts a child
+// with Setsid and waits for it itself would conflict with this rule.
+type reaper struct {
+	log     *slog.Logger
+	session int
+	sigs    chan os.Signal
+	done    chan struct{}
+
+	mu      sync.Mutex
+	adopted map[int]func(unix.WaitStatus)
+}
+
+func newReaper(log *slog.Logger) (*reaper, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
+	}
+	sid, err := unix.Getsid(0)
+	if err != nil {
+		return nil, os.NewSyscallError("getsid", err)
+	}
+	r := &reaper{
+		log:     log,
+		session: sid,
+		sigs:    make(chan os.Signal, 1),
+		done:    make(chan struct{}),
+		adopted: map[int]func(unix.WaitStatus){},
+	}
+	signal.Notify(r.sigs, syscall.SIGCHLD)
+	go r.loop()
+	return r, nil
+}
+
+// adopt asks to be told when pid, once reparented to berthd, exits; the
+// callback gets its wait status. Only pids certain to become berthd's
+// children (conmon's daemonized main process) are registered, so that a
+// registration can never match a recycled pid.
+func (r *reaper) adopt(pid int, onExit func(unix.WaitStatus)) {
+	r.mu.Lock()
+	r.adopted[pid] = onExit
+	r.mu.Unlock()
+	// It may have exited before the registration.
+	r.kick()
+}
+
+func (r *reaper) kick() {
+	select {
+	case r.sigs <- syscall.SIGCHLD:
+	default:
+	}
+}
+
+func (r *reaper) close() {
+	signal.Stop(r.sigs)
+	close(r.done)
+}
+
+func (r *reaper) loop() {
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.sigs:
+			r.sweep()
+		}
+	}
+}
+
+// sweep reaps every exited adopted pid and every zombie child that is not
+// in berthd's session.
+func (r *reaper) sweep() {
+	r.mu.Lock()
+	pids := make([]int, 0, len(r.adopted))
+	for pid := range r.adopted {
+		pids = append(pids, pid)
+	}
+	r.mu.Unlock()
+	for _, pid := range pids {
+		r.reap(pid)
+	}
+	for _, pid := range children(os.Getpid()) {
+		st, err := readStat(pid)
+		if err != nil || st.state != 'Z' || st.session == r.session {
+			continue
+		}
+		r.reap(pid)
+	}
+}
+
+func (r *reaper) reap(pid int) {
+	var ws unix.WaitStatus
+	got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	if err != nil {
+		if !errors.Is(err, unix.ECHILD) {
+			r.log.Debug("reap", "pid", pid, "error", err)
+		}
+		return
+	}
+	if got != pid {
+		return
+	}
+	r.mu.Lock()
+	cb := r.adopted[pid]
+	delete(r.adopted, pid)
+	r.mu.Unlock()
+	r.log.Debug("reaped", "pid", pid, "status", exitStatus(ws))
+	if cb != nil {
+		cb(ws)
+	}
+}
+
+// exitStatus turns a wait status into a shell-style exit code.
+func exitStatus(ws unix.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return -1
+}

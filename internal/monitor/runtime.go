@@ -1,0 +1,162 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Runtime runs the OCI runtime (runc or a compatible one) directly, for
+// everything conmon is not needed for: start, kill, delete, state and
+// update are short calls whose output berth reads itself. They live here
+// rather than in a separate package because they share the process and
+// error conventions of the conmon calls; the container manager never
+// builds a runtime command line.
+type Runtime struct {
+	Path string
+	// Root is the runtime's state directory (--root); "" for its default.
+	Root string
+	// SystemdCgroup passes --systemd-cgroup.
+	SystemdCgroup bool
+}
+
+func (r Runtime) globalArgs() []string {
+	var args []string
+	if r.Root != "" {
+		args = append(args, "--root", r.Root)
+	}
+	if r.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
+	}
+	return args
+}
+
+// conmonArgs hands the global arguments to conmon, which puts them right
+// after the runtime path (and adds --systemd-cgroup itself with -s).
+func (r Runtime) conmonArgs() []string {
+	var args []string
+	if r.Root != "" {
+		args = append(args, "--runtime-arg", "--root="+r.Root)
+	}
+	if r.SystemdCgroup {
+		args = append(args, "-s")
+	}
+	return args
+}
+
+// ErrNotExist is wrapped by errors about a container the runtime does
+// not know (already deleted, or never created).
+var ErrNotExist = fmt.Errorf("container does not exist in the runtime: %w", errdefs.ErrNotFound)
+
+func (r Runtime) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, r.Path, append(r.globalArgs(), args...)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	if err := cmd.Run(); err != nil {
+		msg := runtimeMessage(stderr.String())
+		if strings.Contains(msg, "does not exist") {
+			return nil, fmt.Errorf("%s %s: %s: %w", r.Path, args[0], msg, ErrNotExist)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", r.Path, args[0], ctx.Err())
+		}
+		return nil, fmt.Errorf("%s %s: %w: %s", r.Path, args[0], err, msg)
+	}
+	return out.Bytes(), nil
+}
+
+// runtimeMessage trims runc's stderr to its error text: runc logs in
+// logrus' text format, `time=… level=error msg="…"`.
+func runtimeMessage(s string) string {
+	s = strings.TrimSpace(s)
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if j := strings.Index(l, `msg="`); j >= 0 {
+			if m, err := strconv.Unquote(l[j+4:]); err == nil {
+				return m
+			}
+			return strings.TrimSuffix(l[j+5:], `"`)
+		}
+	}
+	if s == "" {
+		return "(no output)"
+	}
+	return s
+}
+
+// Start runs the container's process (`runc start`).
+func (r Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.run(ctx, nil, "start", id)
+	return err
+}
+
+// Kill sends sig to the container's init, or with all to every process
+// in its cgroup (needed when it shares the host's PID namespace).
+func (r Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	_, err := r.run(ctx, nil, append(args, id, strconv.Itoa(int(sig)))...)
+	return err
+}
+
+// Delete removes the runtime's state and cgroup of a stopped container;
+// force also kills a running one. Deleting an unknown container is not
+// an error.
+func (r Runtime) Delete(ctx context.Context, id string, force bool) error {
+	args := []string{"delete"}
+	if force {
+		args = append(args, "--force")
+	}
+	_, err := r.run(ctx, nil, append(args, id)...)
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// State is the part of `runc state` berth reads.
+type State struct {
+	ID     string `json:"id"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"` // created, running, paused, stopped
+	Bundle string `json:"bundle"`
+}
+
+// State asks the runtime about a container.
+func (r Runtime) State(ctx context.Context, id string) (*State, error) {
+	out, err := r.run(ctx, nil, "state", id)
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, fmt.Errorf("parse runtime state of %s: %w", id, err)
+	}
+	return &st, nil
+}
+
+// Update applies new cgroup resources to a running container.
+func (r Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode resources: %w", err)
+	}
+	_, err = r.run(ctx, data, "update", "--resources", "-", id)
+	return err
+}

@@ -1,0 +1,196 @@
+package spec
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// maxProfile bounds a seccomp profile file read from the node.
+const maxProfile = 8 << 20
+
+// seccompProfile picks the container's seccomp filter. No profile, or an
+// empty one, means the runtime default (moby's profile, or the one the
+// config names); Unconfined means none; Localhost loads the file the
+// kubelet points at. A privileged container without an explicit
+// Localhost profile runs unconfined, like with Docker and CRI-O. The
+// default profile depends on the capabilities (some syscalls are allowed
+// only with CAP_SYS_ADMIN and friends), so s must have them already.
+func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, s *specs.Spec, defaultJSON []byte) (*specs.LinuxSeccomp, error) {
+	p := sc.GetSeccomp()
+	switch p.GetProfileType() {
+	case runtimeapi.SecurityProfile_Unconfined:
+		return nil, nil
+	case runtimeapi.SecurityProfile_Localhost:
+		ref := p.GetLocalhostRef()
+		if !filepath.IsAbs(ref) {
+			return nil, invalid("seccomp localhost profile %q is not an absolute path", ref)
+		}
+		data, err := readProfile(ref)
+		if err != nil {
+			return nil, err
+		}
+		prof, err := seccomp.LoadProfile(string(data), s)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile %s: %v: %w", ref, err, errdefs.ErrInvalidArgument)
+		}
+		return prof, nil
+	}
+	if sc.GetPrivileged() {
+		return nil, nil
+	}
+	if len(defaultJSON) > 0 {
+		prof, err := seccomp.LoadProfile(string(defaultJSON), s)
+		if err != nil {
+			return nil, fmt.Errorf("configured default seccomp profile: %v: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		return prof, nil
+	}
+	prof, err := seccomp.GetDefaultProfile(s)
+	if err != nil {
+		return nil, fmt.Errorf("default seccomp profile: %w", err)
+	}
+	return prof, nil
+}
+
+func readProfile(p string) ([]byte, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile %s: %v: %w", p, err, errdefs.ErrInvalidArgument)
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxProfile {
+		return nil, invalid("seccomp profile %s is not a regular file under %d bytes", p, maxProfile)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile %s: %v: %w", p, err, errdefs.ErrInvalidArgument)
+	}
+	return data, nil
+}
+
+// apparmorProfile names the AppArmor profile, or "" for none. On a host
+// without AppArmor every request is skipped (and reported), since runc
+// would fail to apply any profile there.
+func apparmorProfile(sc *runtimeapi.LinuxContainerSecurityContext, h *Host, defaultProfile string, adapted *[]string) (string, error) {
+	p := sc.GetApparmor()
+	if !h.AppArmor {
+		if p.GetProfileType() == runtimeapi.SecurityProfile_Localhost {
+			*adapted = append(*adapted, "AppArmor is not enabled on this host: localhost profiles are ignored")
+		}
+		return "", nil
+	}
+	switch p.GetProfileType() {
+	case runtimeapi.SecurityProfile_Unconfined:
+		return "unconfined", nil
+	case runtimeapi.SecurityProfile_Localhost:
+		name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+		if name == "" || strings.ContainsAny(name, "\x00\n") {
+			return "", invalid("apparmor localhost profile %q is not a profile name", p.GetLocalhostRef())
+		}
+		return name, nil
+	}
+	if sc.GetPrivileged() {
+		return "unconfined", nil
+	}
+	return defaultProfile, nil
+}
+
+// namespaces lists the namespaces of the container: net, ipc and uts are
+// the pod's (joined by path; none when the pod uses the host's), pid
+// follows the requested mode, mount is always new, cgroup is new on
+// cgroup v2 only (where it hides the host's hierarchy).
+func namespaces(sc *runtimeapi.LinuxContainerSecurityContext, sb *Sandbox, targetPIDNS string, h *Host) ([]specs.LinuxNamespace, error) {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	opts := sc.GetNamespaceOptions()
+	join := func(t specs.LinuxNamespaceType, mode runtimeapi.NamespaceMode, p string) {
+		if mode == runtimeapi.NamespaceMode_NODE || p == "" {
+			return
+		}
+		ns = append(ns, specs.LinuxNamespace{Type: t, Path: p})
+	}
+	join(specs.NetworkNamespace, opts.GetNetwork(), sb.NetNS)
+	join(specs.IPCNamespace, opts.GetIpc(), sb.IPCNS)
+	join(specs.UTSNamespace, opts.GetNetwork(), sb.UTSNS)
+	switch opts.GetPid() {
+	case runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER:
+		// POD is also the zero value, sent by clients that set nothing;
+		// a pod that shares no PID namespace gives each container its own.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: sb.PIDNS})
+		if opts.GetPid() == runtimeapi.NamespaceMode_CONTAINER {
+			ns[len(ns)-1].Path = ""
+		}
+	case runtimeapi.NamespaceMode_NODE:
+	case runtimeapi.NamespaceMode_TARGET:
+		if targetPIDNS == "" {
+			return nil, invalid("pid namespace mode TARGET needs a running target container (target_id %q)", opts.GetTargetId())
+		}
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: targetPIDNS})
+	default:
+		return nil, invalid("unknown pid namespace mode %v", opts.GetPid())
+	}
+	if u := opts.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
+		return nil, invalid("user namespaces are not supported")
+	}
+	if h.CgroupV2 {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return ns, nil
+}
+
+// ipcSysctl reports whether a sysctl lives in the IPC namespace (the
+// kubelet's list); every net.* one lives in the network namespace; the
+// rest are host-wide and never allowed.
+func sysctlKind(key string) string {
+	switch {
+	case strings.HasPrefix(key, "net."):
+		return "net"
+	case key == "kernel.sem", strings.HasPrefix(key, "kernel.shm"),
+		strings.HasPrefix(key, "kernel.msg"), strings.HasPrefix(key, "fs.mqueue."):
+		return "ipc"
+	}
+	return ""
+}
+
+// sysctls checks the sysctls to set at container start: each must belong
+// to a namespace the container does not share with the host, and values
+// are single plain lines (a newline could smuggle a second write).
+func sysctls(in map[string]string, ns []specs.LinuxNamespace) (map[string]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	has := func(t specs.LinuxNamespaceType) bool {
+		for _, n := range ns {
+			if n.Type == t {
+				return true
+			}
+		}
+		return false
+	}
+	out := map[string]string{}
+	for k, v := range in {
+		if k == "" || strings.ContainsAny(k, "/=\x00\n ") || strings.ContainsAny(v, "\x00\n\r") {
+			return nil, invalid("sysctl %q=%q is malformed", k, v)
+		}
+		switch sysctlKind(k) {
+		case "net":
+			if !has(specs.NetworkNamespace) {
+				return nil, invalid("sysctl %s would change the host's network namespace", k)
+			}
+		case "ipc":
+			if !has(specs.IPCNamespace) {
+				return nil, invalid("sysctl %s would change the host's IPC namespace", k)
+			}
+		default:
+			return nil, invalid("sysctl %s is not namespaced", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
