@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -92,6 +93,9 @@ type Handler struct {
 	RuntimePath string `toml:"runtime_path" comment:"Path of the OCI runtime binary."`
 	RuntimeRoot string `toml:"runtime_root" comment:"State root passed to the runtime as --root."`
 	RuntimeType string `toml:"runtime_type" comment:"Runtime type; only \"oci\" is supported."`
+	// AllowedAnnotations are the io.berth.* annotations containers of this
+	// handler may use to change berth's behaviour, as in crio.conf.
+	AllowedAnnotations []string `toml:"allowed_annotations" comment:"Behaviour annotations (io.berth.*) that pods of this handler may set."`
 }
 
 // Image is the [berth.image] table: pulling and keeping images.
@@ -151,7 +155,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Default returns the built-in configuration.
 func Default() *Config {
-	return &Config{Berth: Berth{
+	c := &Config{Berth: Berth{
 		Root:           "/var/lib/containers/storage",
 		StorageOptions: []string{},
 		RunRoot:        "/run/containers/storage",
@@ -205,6 +209,8 @@ func Default() *Config {
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
 	}}
+	normalize(reflect.ValueOf(c).Elem())
+	return c
 }
 
 // Validate checks every value and names the key of the first bad one.

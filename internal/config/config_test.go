@@ -105,7 +105,7 @@ func TestPrintedConfigRoundTrips(t *testing.T) {
 	c := Default()
 	c.Berth.Image.PinnedImages = []string{"registry.local/pause:*", "busybox:1"}
 	c.Berth.Image.PullProgressTimeout = Duration{90 * time.Second}
-	c.Berth.Runtime.Runtimes["alt"] = Handler{RuntimePath: "/usr/bin/alt", RuntimeRoot: "/run/alt", RuntimeType: "oci"}
+	c.Berth.Runtime.Runtimes["alt"] = Handler{RuntimePath: "/usr/bin/alt", RuntimeRoot: "/run/alt", RuntimeType: "oci", AllowedAnnotations: []string{"io.berth.x"}}
 	c.Berth.Metrics.Enable = true
 	out, err := c.WriteTOML()
 	if err != nil {
@@ -135,7 +135,7 @@ func TestMergeAppliesOnlyReloadableKeys(t *testing.T) {
 	next.Berth.Runtime.LogLevel = "debug"
 	next.Berth.Image.PinnedImages = []string{"x"}
 	next.Berth.Root = "/elsewhere"
-	next.Berth.Runtime.Runtimes = map[string]Handler{"runc": old.Berth.Runtime.Runtimes["runc"], "new": {RuntimePath: "/bin/new"}}
+	next.Berth.Runtime.Runtimes = map[string]Handler{"runc": old.Berth.Runtime.Runtimes["runc"], "new": {RuntimePath: "/bin/new", AllowedAnnotations: []string{}}}
 	next.Berth.Runtime.DefaultRuntime = "new"
 
 	merged, applied, ignored := Merge(old, next)
@@ -157,7 +157,7 @@ func TestMergeAppliesOnlyReloadableKeys(t *testing.T) {
 	if got := keys(applied); !reflect.DeepEqual(got, []string{"berth.image.pinned_images", "berth.runtime.default_runtime", "berth.runtime.log_level"}) {
 		t.Errorf("applied = %v", got)
 	}
-	if got := keys(ignored); !reflect.DeepEqual(got, []string{"berth.root", "berth.runtime.runtimes.new.runtime_path"}) {
+	if got := keys(ignored); !reflect.DeepEqual(got, []string{"berth.root", "berth.runtime.runtimes.new.allowed_annotations", "berth.runtime.runtimes.new.runtime_path"}) {
 		t.Errorf("ignored = %v", got)
 	}
 	if old.Berth.Runtime.LogLevel != "info" {

@@ -55,6 +55,7 @@ func (l Loader) Load() (*Config, error) {
 	if l.Overrides != nil {
 		l.Overrides(c)
 	}
+	normalize(reflect.ValueOf(c).Elem())
 	if err := c.Validate(); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
@@ -87,6 +88,28 @@ func decodeFile(c *Config, path string, origin map[string]string) error {
 		origin[k.String()] = path
 	}
 	return nil
+}
+
+// normalize turns nil lists into empty ones, so a key left out and a key
+// set to [] give the same snapshot (and printing round-trips exactly).
+func normalize(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			normalize(v.Field(i))
+		}
+	case reflect.Slice:
+		if v.IsNil() {
+			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(k))
+			normalize(e)
+			v.SetMapIndex(k, e)
+		}
+	}
 }
 
 // WriteTOML prints c as commented TOML that Load reads back unchanged.

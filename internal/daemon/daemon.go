@@ -50,6 +50,16 @@ type daemon struct {
 
 func (d *daemon) current() *config.Config { return d.cfg.Load() }
 
+// allowedAnnotations returns the berth behaviour annotations that
+// containers of runtime handler name may carry.
+func (d *daemon) allowedAnnotations(name string) []string {
+	_, h, err := d.current().Handler(name)
+	if err != nil {
+		return nil
+	}
+	return h.AllowedAnnotations
+}
+
 // Run starts berthd and blocks until ctx is done or SIGTERM/SIGINT.
 func Run(ctx context.Context, loader config.Loader) error {
 	cfg, err := loader.Load()
@@ -86,7 +96,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// that kept running while berthd was stopped. Pods stop and remove
 	// their containers through it and run PID holders under its conmon.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
-		Images: d.images, Pods: d.pods}); err != nil {
+		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
