@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
@@ -74,6 +75,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// containers/storage and containers/image log through logrus in their
 	// own format; keep only their warnings and errors in berthd's log.
 	logrus.SetLevel(logrus.WarnLevel)
+	// The streaming library logs through klog; route it into our log.
+	klog.SetSlogLogger(d.log.With("component", "klog"))
 
 	for _, dir := range []string{cfg.Berth.StateDir, cfg.Berth.RunDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
