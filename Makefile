@@ -4,7 +4,7 @@ BIN := bin
 
 all: build
 
-.PHONY: all deps build test lint bench demo clean
+.PHONY: all deps build test lint bench demo clean e2e-kubelet
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -19,6 +19,12 @@ test: deps build
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	go vet ./...
 	go test -count=1 -timeout 25m ./...
+
+# A real kubelet (v1.34, built once from k8s.io/kubernetes and cached in
+# ~/.cache/berth) runs static pods on berthd: see test/kubelet.
+e2e-kubelet: deps build
+	kubelet=$$(./test/kubelet/build/build.sh) && KUBELET=$$kubelet BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) \
+		GOFLAGS="$(GOFLAGS),kubelet" go test -count=1 -v -timeout 30m ./test/kubelet/
 
 lint:
 	gofmt -l . | (! grep .)

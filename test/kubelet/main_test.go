@@ -1,0 +1,68 @@
+//go:build kubelet
+
+// Package kubelet runs a real kubelet, standalone (static pods, no API
+// server), against a real berthd and checks the scenarios of issue 9
+// through the kubelet's own HTTP API (/pods, /stats/summary,
+// /containerLogs), never by asking berth.
+//
+// The tests live in berth's module, behind the build tag "kubelet" so that
+// `go test ./...` skips them, because they use internal/testutil (berthd
+// harness, offline busybox images, in-test registry). The kubelet itself
+// is built from k8s.io/kubernetes in the separate throwaway module
+// test/kubelet/build (see build.sh there), so berth's go.mod never sees
+// it. Run them with `make e2e-kubelet`, or by hand:
+//
+//	KUBELET=$(test/kubelet/build/build.sh) go test -tags kubelet -v ./test/kubelet/
+package kubelet
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/berth-cri/berth/internal/testutil"
+)
+
+var (
+	// binDir holds berthd, berth and berth-pause.
+	binDir string
+	// kubeletBin is the kubelet binary ($KUBELET).
+	kubeletBin string
+	// kubeletVersion is what `kubelet --version` prints.
+	kubeletVersion string
+)
+
+// TestMain builds berth's binaries once (BERTH_TEST_BIN_DIR names a dir of
+// binaries built beforehand instead) and checks $KUBELET.
+func TestMain(m *testing.M) {
+	kubeletBin = os.Getenv("KUBELET")
+	if kubeletBin == "" {
+		fmt.Fprintln(os.Stderr, "KUBELET is not set: build one with test/kubelet/build/build.sh (make e2e-kubelet does)")
+		os.Exit(1)
+	}
+	out, err := exec.Command(kubeletBin, "--version").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s --version: %v\n%s", kubeletBin, err, out)
+		os.Exit(1)
+	}
+	kubeletVersion = strings.TrimSpace(string(out))
+	fmt.Printf("kubelet under test: %s (%s)\n", kubeletVersion, kubeletBin)
+	if dir := os.Getenv("BERTH_TEST_BIN_DIR"); dir != "" {
+		binDir = dir
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "berth-bin")
+	if err == nil {
+		err = testutil.BuildBinaries(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
