@@ -21,6 +21,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/recovery"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/stream"
 )
@@ -47,6 +48,9 @@ type daemon struct {
 	stats   *stats.Collector
 	metrics *metrics.Metrics
 	info    *metrics.Server
+	// cleanStop is set by a shutdown on SIGTERM/SIGINT or ctx: it leaves
+	// a clean-shutdown marker.
+	cleanStop bool
 }
 
 func (d *daemon) current() *config.Config { return d.cfg.Load() }
@@ -83,6 +87,25 @@ func Run(ctx context.Context, loader config.Loader) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	lock, err := lockRunDir(cfg.Berth.RunDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	// Recovery: the markers say whether berthd crashed or the node
+	// rebooted since the last run; the clean-shutdown marker is written
+	// last of all, after storage is closed (defers run in reverse).
+	start, err := recovery.Inspect(cfg.Berth.StateDir, cfg.Berth.RunDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if d.cleanStop {
+			if err := recovery.MarkClean(cfg.Berth.StateDir); err != nil {
+				d.log.Error("clean shutdown marker", "error", err)
+			}
+		}
+	}()
 	d.images = image.New(d.current, d.log.With("component", "image"))
 	defer func() {
 		if err := d.images.Close(); err != nil {
@@ -90,6 +113,19 @@ func Run(ctx context.Context, loader config.Loader) error {
 		}
 	}()
 
+	if start.Unclean {
+		// Check containers/storage before anything uses it; only after a
+		// crash, and only if it was ever opened (else it is cheap to skip).
+		if opts, oerr := image.StoreOptions(cfg); oerr == nil {
+			if _, serr := os.Stat(opts.GraphRoot); serr == nil {
+				if st, serr := d.images.Store(); serr != nil {
+					d.log.Error("open storage for its check", "error", serr)
+				} else if cerr := recovery.CheckStorage(st, d.log.With("component", "recovery")); cerr != nil {
+					d.log.Error("storage check", "error", cerr)
+				}
+			}
+		}
+	}
 	if d.pods, err = pod.New(d.current, d.log.With("component", "pod")); err != nil {
 		return err
 	}
@@ -99,12 +135,18 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// that kept running while berthd was stopped. Pods stop and remove
 	// their containers through it and run PID holders under its conmon.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
-		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations}); err != nil {
+		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations, Rebooted: start.Rebooted}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
 	d.pods.SetContainerReaper(d.containers)
 	d.pods.SetMonitor(d.containers.Monitor())
+	// Everything is settled before the socket opens: no request sees a
+	// half-recovered pod or container.
+	recovery.Run(ctx, recovery.Deps{Start: start, Pods: d.pods, Containers: d.containers, Log: d.log.With("component", "recovery")})
+	if err := start.Done(); err != nil {
+		return err
+	}
 
 	if d.streams, err = stream.New(stream.ConfigFrom(cfg), d.containers, streamPods{d.pods}, d.log.With("component", "stream")); err != nil {
 		return err
@@ -172,7 +214,9 @@ func Run(ctx context.Context, loader config.Loader) error {
 func (d *daemon) shutdown(served <-chan error, why string) error {
 	d.log.Info("stopping", "reason", why)
 	d.server.Stop(30 * time.Second)
-	return <-served
+	err := <-served
+	d.cleanStop = err == nil
+	return err
 }
 
 // reload builds a new snapshot and applies its reloadable keys; an invalid

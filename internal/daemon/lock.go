@@ -1,0 +1,30 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockRunDir takes an exclusive lock on <runDir>/berthd.lock so that a
+// second berthd on the same state refuses to start before it touches any
+// record, namespace or container (recovery would otherwise fight the
+// running daemon). The kernel drops the lock when the process dies, so a
+// killed daemon never leaves it stale.
+func lockRunDir(runDir string) (*os.File, error) {
+	path := filepath.Join(runDir, "berthd.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, fmt.Errorf("another berthd is running on run dir %s (%s is locked): its socket is in use", runDir, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
