@@ -77,6 +77,29 @@ func dial(endpoint string, debug bool) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// withClient connects, runs fn and closes the connection: the frame of
+// every command that talks to the runtime.
+func (g *globals) withClient(fn func(c *client) error) error {
+	c, err := g.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
+// call makes one CRI call bounded by --timeout; a failure is prefixed
+// with what. Calls that must share one deadline take c.ctx() instead.
+func call[Req, Resp any](c *client, what string, fn func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	resp, err := fn(ctx, req)
+	if err != nil {
+		return resp, fmt.Errorf("%s: %w", what, err)
+	}
+	return resp, nil
+}
+
 // ctx returns a context bounded by --timeout for one call.
 func (c *client) ctx() (context.Context, context.CancelFunc) {
 	return withTimeout(c.timeout)

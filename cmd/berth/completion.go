@@ -57,9 +57,7 @@ func completeFrom(g *globals, list func(c *client) []string) cobra.CompletionFun
 
 func completeContainers(g *globals) cobra.CompletionFunc {
 	return completeFrom(g, func(c *client) []string {
-		ctx, cancel := c.ctx()
-		defer cancel()
-		resp, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		resp, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{})
 		if err != nil {
 			return nil
 		}
@@ -73,9 +71,7 @@ func completeContainers(g *globals) cobra.CompletionFunc {
 
 func completePods(g *globals) cobra.CompletionFunc {
 	return completeFrom(g, func(c *client) []string {
-		ctx, cancel := c.ctx()
-		defer cancel()
-		resp, err := c.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+		resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
 		if err != nil {
 			return nil
 		}
@@ -90,9 +86,7 @@ func completePods(g *globals) cobra.CompletionFunc {
 
 func completeImages(g *globals) cobra.CompletionFunc {
 	return completeFrom(g, func(c *client) []string {
-		ctx, cancel := c.ctx()
-		defer cancel()
-		resp, err := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+		resp, err := call(c, "list images", c.images.ListImages, &runtimeapi.ListImagesRequest{})
 		if err != nil {
 			return nil
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -41,26 +42,16 @@ func psCommand(g *globals) *cobra.Command {
   berth ps -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctrs, err := c.listContainers(o)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			switch {
-			case o.quiet:
-				for _, ctr := range ctrs {
-					fmt.Fprintln(w, ctr.Id)
+			return g.withClient(func(c *client) error {
+				ctrs, err := c.listContainers(o)
+				if err != nil {
+					return err
 				}
-				return nil
-			case o.output != formatTable:
-				return printProto(w, o.output, &runtimeapi.ListContainersResponse{Containers: ctrs})
-			}
-			return printContainerTable(w, ctrs, c.podNames(), o.noTrunc, time.Now())
+				w := cmd.OutOrStdout()
+				return printList(w, o.quiet, o.output, ctrs, &runtimeapi.ListContainersResponse{Containers: ctrs}, func() error {
+					return printContainerTable(w, ctrs, c.podNames(), o.noTrunc, time.Now())
+				})
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -110,11 +101,9 @@ func (c *client) listContainers(o *ctrListOptions) ([]*runtimeapi.Container, err
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: filter})
+	resp, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{Filter: filter})
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, err
 	}
 	var ctrs []*runtimeapi.Container
 	for _, ctr := range resp.Containers {
@@ -148,10 +137,8 @@ func matchImage(ctr *runtimeapi.Container, image string) bool {
 
 // podNames maps pod IDs to names for the ps table; best effort.
 func (c *client) podNames() map[string]string {
-	ctx, cancel := c.ctx()
-	defer cancel()
 	names := map[string]string{}
-	resp, err := c.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return names
 	}
@@ -198,21 +185,12 @@ func inspectCommand(g *globals) *cobra.Command {
   berth inspect -o yaml web`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for _, ref := range args {
-				st, err := c.containerStatus(ref, true)
-				if err != nil {
-					return err
-				}
-				if err := printStatusInfo(cmd.OutOrStdout(), out, st.Status, st.Info, nil); err != nil {
-					return err
-				}
-			}
-			return nil
+			return g.withClient(func(c *client) error {
+				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (proto.Message, map[string]string, error) {
+					st, err := c.containerStatus(ref, true)
+					return st.GetStatus(), st.GetInfo(), err
+				})
+			})
 		},
 		ValidArgsFunction: completeContainers(g),
 	}
@@ -226,13 +204,7 @@ func (c *client) containerStatus(ref string, verbose bool) (*runtimeapi.Containe
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := c.ctx()
-	defer cancel()
-	st, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.Id, Verbose: verbose})
-	if err != nil {
-		return nil, fmt.Errorf("container status of %s: %w", ref, err)
-	}
-	return st, nil
+	return call(c, "container status of "+ref, c.runtime.ContainerStatus, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.Id, Verbose: verbose})
 }
 
 func startCommand(g *globals) *cobra.Command {
@@ -242,17 +214,14 @@ func startCommand(g *globals) *cobra.Command {
 		Example: "  berth start 9c1e\n  berth start web",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.eachContainer(args, func(id string) error {
-				if err := c.start(id); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-				return nil
+			return g.withClient(func(c *client) error {
+				return eachID(args, c.resolveContainer, func(id string) error {
+					if err := c.start(id); err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), id)
+					return nil
+				})
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
@@ -260,12 +229,8 @@ func startCommand(g *globals) *cobra.Command {
 }
 
 func (c *client) start(id string) error {
-	ctx, cancel := c.ctx()
-	defer cancel()
-	if _, err := c.runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-		return fmt.Errorf("start container %s: %w", id, err)
-	}
-	return nil
+	_, err := call(c, "start container "+id, c.runtime.StartContainer, &runtimeapi.StartContainerRequest{ContainerId: id})
+	return err
 }
 
 func stopCommand(g *globals) *cobra.Command {
@@ -280,21 +245,18 @@ the client config's timeout plus the grace period.`,
 		Example: "  berth stop 9c1e\n  berth stop -t 30 web",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			grace, err := graceSeconds("--timeout", timeout)
-			if err != nil {
-				return err
-			}
-			return c.eachContainer(args, func(id string) error {
-				if err := c.stop(id, grace); err != nil {
+			return g.withClient(func(c *client) error {
+				grace, err := graceSeconds("--timeout", timeout)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-				return nil
+				return eachID(args, c.resolveContainer, func(id string) error {
+					if err := c.stop(id, grace); err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), id)
+					return nil
+				})
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
@@ -339,40 +301,35 @@ func rmCommand(g *globals) *cobra.Command {
 			if len(args) == 0 && !all {
 				return errors.New("give a CONTAINER or --all")
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if all {
-				ctrs, err := c.listContainers(&ctrListOptions{all: true})
-				if err != nil {
-					return err
-				}
-				for _, ctr := range ctrs {
-					args = append(args, ctr.Id)
-				}
-			}
-			return c.eachContainer(args, func(id string) error {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				st, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
-				if err != nil {
-					return fmt.Errorf("container status of %s: %w", id, err)
-				}
-				if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING {
-					if !force {
-						return fmt.Errorf("container %s is running: stop it first or use --force", id)
-					}
-					if err := c.stop(id, 0); err != nil {
+			return g.withClient(func(c *client) error {
+				if all {
+					ctrs, err := c.listContainers(&ctrListOptions{all: true})
+					if err != nil {
 						return err
 					}
+					args = append(args, ids(ctrs)...)
 				}
-				if _, err := c.runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
-					return fmt.Errorf("remove container %s: %w", id, err)
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-				return nil
+				return eachID(args, c.resolveContainer, func(id string) error {
+					ctx, cancel := c.ctx()
+					defer cancel()
+					st, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+					if err != nil {
+						return fmt.Errorf("container status of %s: %w", id, err)
+					}
+					if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING {
+						if !force {
+							return fmt.Errorf("container %s is running: stop it first or use --force", id)
+						}
+						if err := c.stop(id, 0); err != nil {
+							return err
+						}
+					}
+					if _, err := c.runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+						return fmt.Errorf("remove container %s: %w", id, err)
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), id)
+					return nil
+				})
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
@@ -380,20 +337,4 @@ func rmCommand(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill running containers before removing them")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every container")
 	return cmd
-}
-
-// eachContainer resolves each reference and runs fn on it, going on past
-// failures and returning them all.
-func (c *client) eachContainer(refs []string, fn func(id string) error) error {
-	var errs []error
-	for _, ref := range refs {
-		ctr, err := c.resolveContainer(ref)
-		if err == nil {
-			err = fn(ctr.Id)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

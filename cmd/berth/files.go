@@ -42,6 +42,19 @@ func loadContainerConfig(path string) (*runtimeapi.ContainerConfig, error) {
 	return cfg, nil
 }
 
+// loadConfigs reads the container and pod configs create and run take.
+func loadConfigs(ctrPath, podPath string) (*runtimeapi.ContainerConfig, *runtimeapi.PodSandboxConfig, error) {
+	ctr, err := loadContainerConfig(ctrPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	pod, err := loadPodConfig(podPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctr, pod, nil
+}
+
 func loadMessage(path string, m proto.Message) error {
 	var data []byte
 	var err error

@@ -44,24 +44,21 @@ are left out. Several pods are printed as several YAML documents.`,
   berth generate kube 3f2a > pod.yaml && kubectl create -f pod.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for i, ref := range args {
-				src, err := c.kubeSource(ref)
-				if err != nil {
-					return err
+			return g.withClient(func(c *client) error {
+				for i, ref := range args {
+					src, err := c.kubeSource(ref)
+					if err != nil {
+						return err
+					}
+					if i > 0 {
+						fmt.Fprintln(cmd.OutOrStdout(), "---")
+					}
+					if err := writeKubeYAML(cmd.OutOrStdout(), src.pod.Id, kubePod(src)); err != nil {
+						return err
+					}
 				}
-				if i > 0 {
-					fmt.Fprintln(cmd.OutOrStdout(), "---")
-				}
-				if err := writeKubeYAML(cmd.OutOrStdout(), src.pod.Id, kubePod(src)); err != nil {
-					return err
-				}
-			}
-			return nil
+				return nil
+			})
 		},
 		ValidArgsFunction: completePods(g),
 	}
@@ -70,15 +67,9 @@ are left out. Several pods are printed as several YAML documents.`,
 // kubeSource gathers a pod, its containers and, from the verbose info,
 // their CRI configs.
 func (c *client) kubeSource(ref string) (kubeSource, error) {
-	p, err := c.resolvePod(ref)
+	ps, err := c.podStatus(ref)
 	if err != nil {
 		return kubeSource{}, err
-	}
-	ctx, cancel := c.ctx()
-	defer cancel()
-	ps, err := c.runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.Id, Verbose: true})
-	if err != nil {
-		return kubeSource{}, fmt.Errorf("pod status of %s: %w", ref, err)
 	}
 	src := kubeSource{pod: ps.Status}
 	pc := &runtimeapi.PodSandboxConfig{}
@@ -87,7 +78,9 @@ func (c *client) kubeSource(ref string) (kubeSource, error) {
 	} else {
 		src.podConfig = podConfigFromBerthInfo(ps.Info["info"])
 	}
-	list, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: p.Id}})
+	ctx, cancel := c.ctx()
+	defer cancel()
+	list, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: src.pod.Id}})
 	if err != nil {
 		return kubeSource{}, fmt.Errorf("list containers of %s: %w", ref, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -27,35 +28,23 @@ func listImagesCommand(g *globals) *cobra.Command {
   berth images -q`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := c.ctx()
-			defer cancel()
-			req := &runtimeapi.ListImagesRequest{}
-			if len(args) == 1 {
-				req.Filter = &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: args[0]}}
-			}
-			resp, err := c.images.ListImages(ctx, req)
-			if err != nil {
-				return fmt.Errorf("list images: %w", err)
-			}
-			slices.SortStableFunc(resp.Images, func(a, b *runtimeapi.Image) int {
-				return strings.Compare(firstOr(a.RepoTags, a.Id), firstOr(b.RepoTags, b.Id))
-			})
-			w := cmd.OutOrStdout()
-			switch {
-			case quiet:
-				for _, img := range resp.Images {
-					fmt.Fprintln(w, img.Id)
+			return g.withClient(func(c *client) error {
+				req := &runtimeapi.ListImagesRequest{}
+				if len(args) == 1 {
+					req.Filter = &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: args[0]}}
 				}
-				return nil
-			case out != formatTable:
-				return printProto(w, out, resp)
-			}
-			return printImageTable(w, resp.Images, digests, noTrunc, pinned)
+				resp, err := call(c, "list images", c.images.ListImages, req)
+				if err != nil {
+					return err
+				}
+				slices.SortStableFunc(resp.Images, func(a, b *runtimeapi.Image) int {
+					return strings.Compare(firstOr(a.RepoTags, a.Id), firstOr(b.RepoTags, b.Id))
+				})
+				w := cmd.OutOrStdout()
+				return printList(w, quiet, out, resp.Images, resp, func() error {
+					return printImageTable(w, resp.Images, digests, noTrunc, pinned)
+				})
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print image IDs only")
@@ -148,30 +137,20 @@ func inspectiCommand(g *globals) *cobra.Command {
   berth inspecti -o yaml 3f57d9401f8d`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for _, ref := range args {
-				img, err := c.resolveImage(ref)
-				if err != nil {
-					return err
-				}
-				ctx, cancel := c.ctx()
-				st, err := c.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}, Verbose: true})
-				cancel()
-				if err != nil {
-					return fmt.Errorf("image status of %s: %w", ref, err)
-				}
-				if st.Image == nil {
-					return &notFoundError{kind: "image", ref: ref}
-				}
-				if err := printStatusInfo(cmd.OutOrStdout(), out, st.Image, st.Info, nil); err != nil {
-					return err
-				}
-			}
-			return nil
+			return g.withClient(func(c *client) error {
+				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (proto.Message, map[string]string, error) {
+					img, err := c.resolveImage(ref)
+					if err != nil {
+						return nil, nil, err
+					}
+					st, err := call(c, "image status of "+ref, c.images.ImageStatus,
+						&runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}, Verbose: true})
+					if err == nil && st.Image == nil {
+						err = &notFoundError{kind: "image", ref: ref}
+					}
+					return st.GetImage(), st.GetInfo(), err
+				})
+			})
 		},
 		ValidArgsFunction: completeImages(g),
 	}
@@ -187,32 +166,27 @@ func imagefsinfoCommand(g *globals) *cobra.Command {
 		Example: "  berth imagefsinfo\n  berth imagefsinfo -o table",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := c.ctx()
-			defer cancel()
-			resp, err := c.images.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
-			if err != nil {
-				return fmt.Errorf("get image filesystem info: %w", err)
-			}
-			if out != formatTable {
-				return printProto(cmd.OutOrStdout(), out, resp)
-			}
-			w := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(w, "FILESYSTEM\tMOUNTPOINT\tUSED\tINODES")
-			row := func(kind string, fs *runtimeapi.FilesystemUsage) {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", kind, fs.GetFsId().GetMountpoint(), humanSize(fs.GetUsedBytes().GetValue()), fs.GetInodesUsed().GetValue())
-			}
-			for _, fs := range resp.ImageFilesystems {
-				row("image", fs)
-			}
-			for _, fs := range resp.ContainerFilesystems {
-				row("container", fs)
-			}
-			return w.Flush()
+			return g.withClient(func(c *client) error {
+				resp, err := call(c, "get image filesystem info", c.images.ImageFsInfo, &runtimeapi.ImageFsInfoRequest{})
+				if err != nil {
+					return err
+				}
+				if out != formatTable {
+					return printProto(cmd.OutOrStdout(), out, resp)
+				}
+				w := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(w, "FILESYSTEM\tMOUNTPOINT\tUSED\tINODES")
+				row := func(kind string, fs *runtimeapi.FilesystemUsage) {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", kind, fs.GetFsId().GetMountpoint(), humanSize(fs.GetUsedBytes().GetValue()), fs.GetInodesUsed().GetValue())
+				}
+				for _, fs := range resp.ImageFilesystems {
+					row("image", fs)
+				}
+				for _, fs := range resp.ContainerFilesystems {
+					row("container", fs)
+				}
+				return w.Flush()
+			})
 		},
 	}
 	addOutputFlag(cmd, &out, formatJSON, formatYAML, formatTable)
@@ -233,54 +207,55 @@ and --prune every image no container uses; pinned images are kept by both.`,
 			if len(args) == 0 && !all && !prune {
 				return errors.New("give an IMAGE, --all or --prune")
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var targets []*runtimeapi.Image
-			for _, ref := range args {
-				img, err := c.resolveImage(ref)
-				if err != nil {
-					return err
+			return g.withClient(func(c *client) error {
+				var targets []*runtimeapi.Image
+				for _, ref := range args {
+					img, err := c.resolveImage(ref)
+					if err != nil {
+						return err
+					}
+					targets = append(targets, img)
 				}
-				targets = append(targets, img)
-			}
-			if all || prune {
-				more, err := c.removableImages(prune)
-				if err != nil {
-					return err
+				if all || prune {
+					more, err := c.removableImages(prune)
+					if err != nil {
+						return err
+					}
+					targets = append(targets, more...)
 				}
-				targets = append(targets, more...)
-			}
-			var errs []error
-			done := map[string]bool{}
-			for _, img := range targets {
-				if done[img.Id] {
-					continue
-				}
-				done[img.Id] = true
-				ctx, cancel := c.ctx()
-				_, err := c.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}})
-				cancel()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("remove image %s: %w", firstOr(img.RepoTags, img.Id), err))
-					continue
-				}
-				for _, name := range slices.Concat(img.RepoTags, img.RepoDigests) {
-					fmt.Fprintf(cmd.OutOrStdout(), "Deleted: %s\n", name)
-				}
-				if len(img.RepoTags)+len(img.RepoDigests) == 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "Deleted: %s\n", img.Id)
-				}
-			}
-			return errors.Join(errs...)
+				return c.removeImages(cmd.OutOrStdout(), targets)
+			})
 		},
 		ValidArgsFunction: completeImages(g),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all images")
 	cmd.Flags().BoolVarP(&prune, "prune", "q", false, "remove all images no container uses")
 	return cmd
+}
+
+// removeImages removes each image once, going on past failures and
+// returning them all.
+func (c *client) removeImages(w io.Writer, images []*runtimeapi.Image) error {
+	var errs []error
+	done := map[string]bool{}
+	for _, img := range images {
+		if done[img.Id] {
+			continue
+		}
+		done[img.Id] = true
+		if _, err := call(c, "remove image "+firstOr(img.RepoTags, img.Id), c.images.RemoveImage,
+			&runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, name := range slices.Concat(img.RepoTags, img.RepoDigests) {
+			fmt.Fprintf(w, "Deleted: %s\n", name)
+		}
+		if len(img.RepoTags)+len(img.RepoDigests) == 0 {
+			fmt.Fprintf(w, "Deleted: %s\n", img.Id)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removableImages lists the unpinned images, only those no container

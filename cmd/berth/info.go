@@ -17,23 +17,18 @@ func infoCommands(g *globals) []*cobra.Command {
 		Example: "  berth version\n  berth version -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := c.ctx()
-			defer cancel()
-			v, err := c.runtime.Version(ctx, &runtimeapi.VersionRequest{})
-			if err != nil {
-				return fmt.Errorf("get version: %w", err)
-			}
-			if versionOut != formatTable {
-				return printProto(cmd.OutOrStdout(), versionOut, v)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Version:           %s\nRuntimeName:       %s\nRuntimeVersion:    %s\nRuntimeApiVersion: %s\n",
-				v.Version, v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
-			return nil
+			return g.withClient(func(c *client) error {
+				v, err := call(c, "get version", c.runtime.Version, &runtimeapi.VersionRequest{})
+				if err != nil {
+					return err
+				}
+				if versionOut != formatTable {
+					return printProto(cmd.OutOrStdout(), versionOut, v)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Version:           %s\nRuntimeName:       %s\nRuntimeVersion:    %s\nRuntimeApiVersion: %s\n",
+					v.Version, v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
+				return nil
+			})
 		},
 	}
 	addOutputFlag(version, &versionOut, formatTable, formatJSON, formatYAML)
@@ -48,24 +43,19 @@ reports its effective configuration).`,
 		Example: "  berth info\n  berth info -o yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := c.ctx()
-			defer cancel()
-			st, err := c.runtime.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
-			if err != nil {
-				return fmt.Errorf("get runtime status: %w", err)
-			}
-			extra := map[string]json.RawMessage{}
-			for _, f := range []string{"runtimeHandlers", "features"} {
-				if extra[f], err = protoField(st, f); err != nil {
+			return g.withClient(func(c *client) error {
+				st, err := call(c, "get runtime status", c.runtime.Status, &runtimeapi.StatusRequest{Verbose: true})
+				if err != nil {
 					return err
 				}
-			}
-			return printStatusInfo(cmd.OutOrStdout(), infoOut, st.Status, st.Info, extra)
+				extra := map[string]json.RawMessage{}
+				for _, f := range []string{"runtimeHandlers", "features"} {
+					if extra[f], err = protoField(st, f); err != nil {
+						return err
+					}
+				}
+				return printStatusInfo(cmd.OutOrStdout(), infoOut, st.Status, st.Info, extra)
+			})
 		},
 	}
 	addOutputFlag(info, &infoOut, formatJSON, formatYAML)

@@ -40,27 +40,22 @@ func logsCommand(g *globals) *cobra.Command {
 			if o.sinceTime, err = parseSince(o.since, time.Now()); err != nil {
 				return err
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := c.containerStatus(args[0], false)
-			if err != nil {
-				return err
-			}
-			path := st.GetStatus().GetLogPath()
-			if path == "" {
-				return fmt.Errorf("container %s has no log file (its pod config sets no log_directory)", args[0])
-			}
-			id := st.GetStatus().GetId()
-			running := func() bool {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				s, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
-				return err == nil && s.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING
-			}
-			return readLog(path, o, cmd.OutOrStdout(), cmd.ErrOrStderr(), running)
+			return g.withClient(func(c *client) error {
+				st, err := c.containerStatus(args[0], false)
+				if err != nil {
+					return err
+				}
+				path := st.GetStatus().GetLogPath()
+				if path == "" {
+					return fmt.Errorf("container %s has no log file (its pod config sets no log_directory)", args[0])
+				}
+				id := st.GetStatus().GetId()
+				running := func() bool {
+					s, err := call(c, "container status of "+id, c.runtime.ContainerStatus, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+					return err == nil && s.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING
+				}
+				return readLog(path, o, cmd.OutOrStdout(), cmd.ErrOrStderr(), running)
+			})
 		},
 		ValidArgsFunction: completeContainers(g),
 	}

@@ -122,6 +122,21 @@ func printStatusInfo(w io.Writer, format string, status proto.Message, info map[
 	return printJSONBytes(w, format, out)
 }
 
+// printStatuses prints each reference's status as printStatusInfo does,
+// stopping at the first failure: the body of inspect, inspectp, inspecti.
+func printStatuses(w io.Writer, format string, refs []string, status func(ref string) (proto.Message, map[string]string, error)) error {
+	for _, ref := range refs {
+		st, info, err := status(ref)
+		if err != nil {
+			return err
+		}
+		if err := printStatusInfo(w, format, st, info, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // protoRaw is a message's compact JSON.
 func protoRaw(m proto.Message) (json.RawMessage, error) {
 	b, err := protojson.Marshal(m)
@@ -212,9 +227,17 @@ func parseLabels(sel []string) (map[string]string, error) {
 	return m, nil
 }
 
-// printIDs prints one ID per line (the -q output).
-func printIDs(w io.Writer, ids []string) {
-	for _, id := range ids {
-		fmt.Fprintln(w, id)
+// printList writes what ps, pods and images list: IDs only with -q, the
+// whole response as JSON or YAML, or else the table.
+func printList[T identified](w io.Writer, quiet bool, format string, items []T, resp proto.Message, table func() error) error {
+	switch {
+	case quiet:
+		for _, id := range ids(items) {
+			fmt.Fprintln(w, id)
+		}
+		return nil
+	case format != formatTable:
+		return printProto(w, format, resp)
 	}
+	return table()
 }

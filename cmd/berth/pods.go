@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -40,26 +41,16 @@ func podsCommand(g *globals) *cobra.Command {
   berth pods -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			pods, err := c.listPods(o)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			switch {
-			case o.quiet:
-				for _, p := range pods {
-					fmt.Fprintln(w, p.Id)
+			return g.withClient(func(c *client) error {
+				pods, err := c.listPods(o)
+				if err != nil {
+					return err
 				}
-				return nil
-			case o.output != formatTable:
-				return printProto(w, o.output, &runtimeapi.ListPodSandboxResponse{Items: pods})
-			}
-			return printPodTable(w, pods, o.noTrunc, time.Now())
+				w := cmd.OutOrStdout()
+				return printList(w, o.quiet, o.output, pods, &runtimeapi.ListPodSandboxResponse{Items: pods}, func() error {
+					return printPodTable(w, pods, o.noTrunc, time.Now())
+				})
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -100,11 +91,9 @@ func (c *client) listPods(o *podListOptions) ([]*runtimeapi.PodSandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := c.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: filter})
+	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{Filter: filter})
 	if err != nil {
-		return nil, fmt.Errorf("list pod sandboxes: %w", err)
+		return nil, err
 	}
 	var pods []*runtimeapi.PodSandbox
 	for _, p := range resp.Items {
@@ -164,32 +153,26 @@ func inspectpCommand(g *globals) *cobra.Command {
   berth inspectp -o yaml nginx-7d9f`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for _, ref := range args {
-				p, err := c.resolvePod(ref)
-				if err != nil {
-					return err
-				}
-				ctx, cancel := c.ctx()
-				st, err := c.runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.Id, Verbose: true})
-				cancel()
-				if err != nil {
-					return fmt.Errorf("pod status of %s: %w", ref, err)
-				}
-				if err := printStatusInfo(cmd.OutOrStdout(), out, st.Status, st.Info, nil); err != nil {
-					return err
-				}
-			}
-			return nil
+			return g.withClient(func(c *client) error {
+				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (proto.Message, map[string]string, error) {
+					st, err := c.podStatus(ref)
+					return st.GetStatus(), st.GetInfo(), err
+				})
+			})
 		},
 		ValidArgsFunction: completePods(g),
 	}
 	addOutputFlag(cmd, &out, formatJSON, formatYAML)
 	return cmd
+}
+
+// podStatus resolves a reference and asks for its verbose status.
+func (c *client) podStatus(ref string) (*runtimeapi.PodSandboxStatusResponse, error) {
+	p, err := c.resolvePod(ref)
+	if err != nil {
+		return nil, err
+	}
+	return call(c, "pod status of "+ref, c.runtime.PodSandboxStatus, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.Id, Verbose: true})
 }
 
 func runpCommand(g *globals) *cobra.Command {
@@ -212,17 +195,14 @@ standard input) and print its ID.`,
 			if err != nil {
 				return err
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			id, err := c.runPod(cfg, handler)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), id)
-			return nil
+			return g.withClient(func(c *client) error {
+				id, err := c.runPod(cfg, handler)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&handler, "runtime", "", "runtime handler (empty: the runtime's default)")
@@ -230,13 +210,8 @@ standard input) and print its ID.`,
 }
 
 func (c *client) runPod(cfg *runtimeapi.PodSandboxConfig, handler string) (string, error) {
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := c.runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
-	if err != nil {
-		return "", fmt.Errorf("run pod sandbox: %w", err)
-	}
-	return resp.PodSandboxId, nil
+	resp, err := call(c, "run pod sandbox", c.runtime.RunPodSandbox, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
+	return resp.GetPodSandboxId(), err
 }
 
 func stoppCommand(g *globals) *cobra.Command {
@@ -248,19 +223,14 @@ func stoppCommand(g *globals) *cobra.Command {
   berth stopp $(berth pods -q --namespace test)`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.eachPod(args, func(id string) error {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				if _, err := c.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-					return fmt.Errorf("stop pod sandbox %s: %w", id, err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "Stopped sandbox %s\n", id)
-				return nil
+			return g.withClient(func(c *client) error {
+				return eachID(args, c.resolvePod, func(id string) error {
+					if _, err := call(c, "stop pod sandbox "+id, c.runtime.StopPodSandbox, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "Stopped sandbox %s\n", id)
+					return nil
+				})
 			})
 		},
 		ValidArgsFunction: completePods(g),
@@ -281,40 +251,36 @@ refused unless --force, which stops it first.`,
 			if len(args) == 0 && !all {
 				return errors.New("give a POD or --all")
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if all {
-				pods, err := c.listPods(&podListOptions{})
-				if err != nil {
-					return err
-				}
-				for _, p := range pods {
-					args = append(args, p.Id)
-				}
-			}
-			return c.eachPod(args, func(id string) error {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				st, err := c.runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
-				if err != nil {
-					return fmt.Errorf("pod status of %s: %w", id, err)
-				}
-				if st.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
-					if !force {
-						return fmt.Errorf("pod sandbox %s is ready: stop it first or use --force", id)
+			return g.withClient(func(c *client) error {
+				if all {
+					pods, err := c.listPods(&podListOptions{})
+					if err != nil {
+						return err
 					}
-					if _, err := c.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-						return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+					args = append(args, ids(pods)...)
+				}
+				return eachID(args, c.resolvePod, func(id string) error {
+					// One deadline for the status, stop and remove of a pod.
+					ctx, cancel := c.ctx()
+					defer cancel()
+					st, err := c.runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+					if err != nil {
+						return fmt.Errorf("pod status of %s: %w", id, err)
 					}
-				}
-				if _, err := c.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
-					return fmt.Errorf("remove pod sandbox %s: %w", id, err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "Removed sandbox %s\n", id)
-				return nil
+					if st.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
+						if !force {
+							return fmt.Errorf("pod sandbox %s is ready: stop it first or use --force", id)
+						}
+						if _, err := c.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+							return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+						}
+					}
+					if _, err := c.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+						return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "Removed sandbox %s\n", id)
+					return nil
+				})
 			})
 		},
 		ValidArgsFunction: completePods(g),
@@ -322,20 +288,4 @@ refused unless --force, which stops it first.`,
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop ready pods before removing them")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every pod sandbox")
 	return cmd
-}
-
-// eachPod resolves each reference and runs fn on it, going on past
-// failures and returning them all.
-func (c *client) eachPod(refs []string, fn func(id string) error) error {
-	var errs []error
-	for _, ref := range refs {
-		p, err := c.resolvePod(ref)
-		if err == nil {
-			err = fn(p.Id)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -41,17 +41,14 @@ grows, the bytes written so far.`,
 					return err
 				}
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ref, err := c.pull(cmd.Context(), req, timeout, !quiet)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Image is up to date for %s\n", ref)
-			return nil
+			return g.withClient(func(c *client) error {
+				ref, err := c.pull(cmd.Context(), req, timeout, !quiet)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Image is up to date for %s\n", ref)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&creds, "creds", "", "registry credentials, USERNAME[:PASSWORD]")

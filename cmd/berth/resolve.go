@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -77,23 +78,29 @@ func resolve(kind, ref string, all []candidate) (int, error) {
 	return -1, &notFoundError{kind: kind, ref: ref}
 }
 
+// pick resolves a reference among listed items, named by candidate.
+func pick[T any](kind, ref string, items []T, cand func(T) candidate) (T, error) {
+	cands := make([]candidate, len(items))
+	for i, it := range items {
+		cands[i] = cand(it)
+	}
+	i, err := resolve(kind, ref, cands)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return items[i], nil
+}
+
 // resolveContainer finds the container a reference names.
 func (c *client) resolveContainer(ref string) (*runtimeapi.Container, error) {
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	cands := make([]candidate, len(resp.Containers))
-	for i, ctr := range resp.Containers {
-		cands[i] = candidate{id: ctr.Id, name: ctr.GetMetadata().GetName()}
-	}
-	i, err := resolve("container", ref, cands)
+	resp, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{})
 	if err != nil {
 		return nil, err
 	}
-	return resp.Containers[i], nil
+	return pick("container", ref, resp.Containers, func(ctr *runtimeapi.Container) candidate {
+		return candidate{id: ctr.Id, name: ctr.GetMetadata().GetName()}
+	})
 }
 
 // resolveContainers resolves every reference, failing on the first miss.
@@ -111,21 +118,41 @@ func (c *client) resolveContainers(refs []string) ([]string, error) {
 
 // resolvePod finds the pod sandbox a reference names.
 func (c *client) resolvePod(ref string) (*runtimeapi.PodSandbox, error) {
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := c.runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("list pod sandboxes: %w", err)
-	}
-	cands := make([]candidate, len(resp.Items))
-	for i, p := range resp.Items {
-		cands[i] = candidate{id: p.Id, name: p.GetMetadata().GetName()}
-	}
-	i, err := resolve("pod", ref, cands)
+	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return nil, err
 	}
-	return resp.Items[i], nil
+	return pick("pod", ref, resp.Items, func(p *runtimeapi.PodSandbox) candidate {
+		return candidate{id: p.Id, name: p.GetMetadata().GetName()}
+	})
+}
+
+// identified is a CRI object with an ID: a container, pod or image.
+type identified interface{ GetId() string }
+
+// ids are the objects' IDs, in order.
+func ids[T identified](items []T) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.GetId()
+	}
+	return out
+}
+
+// eachID resolves each reference with find and runs fn on its ID, going
+// on past failures and returning them all.
+func eachID[T identified](refs []string, find func(string) (T, error), fn func(id string) error) error {
+	var errs []error
+	for _, ref := range refs {
+		obj, err := find(ref)
+		if err == nil {
+			err = fn(obj.GetId())
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // resolveImage finds an image by name (as the runtime resolves it), then
@@ -144,13 +171,7 @@ func (c *client) resolveImage(ref string) (*runtimeapi.Image, error) {
 		}
 		return nil, fmt.Errorf("list images: %w", lerr)
 	}
-	cands := make([]candidate, len(list.Images))
-	for i, img := range list.Images {
-		cands[i] = candidate{id: img.Id, name: strings.Join(img.RepoTags, ",")}
-	}
-	i, rerr := resolve("image", ref, cands)
-	if rerr != nil {
-		return nil, rerr
-	}
-	return list.Images[i], nil
+	return pick("image", ref, list.Images, func(img *runtimeapi.Image) candidate {
+		return candidate{id: img.Id, name: strings.Join(img.RepoTags, ",")}
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestResolve(t *testing.T) {
@@ -66,5 +68,26 @@ func TestResolveAmbiguousName(t *testing.T) {
 	all := []candidate{{id: "a1", name: "web"}, {id: "b2", name: "web"}}
 	if _, err := resolve("pod", "web", all); err == nil || !strings.Contains(err.Error(), "ambiguous") {
 		t.Fatalf("two pods named web: got %v", err)
+	}
+}
+
+func TestPickAndEachID(t *testing.T) {
+	pods := []*runtimeapi.PodSandbox{{Id: "aaa1"}, {Id: "bbb2", Metadata: &runtimeapi.PodSandboxMetadata{Name: "web"}}}
+	find := func(ref string) (*runtimeapi.PodSandbox, error) {
+		return pick("pod", ref, pods, func(p *runtimeapi.PodSandbox) candidate {
+			return candidate{id: p.Id, name: p.GetMetadata().GetName()}
+		})
+	}
+	if p, err := find("web"); err != nil || p.Id != "bbb2" {
+		t.Fatalf("pick(web) = %v, %v", p, err)
+	}
+	var done []string
+	err := eachID([]string{"aa", "nope", "web"}, find, func(id string) error {
+		done = append(done, id)
+		return nil
+	})
+	// A miss is reported but does not stop the others.
+	if strings.Join(done, ",") != "aaa1,bbb2" || err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("eachID ran %v, err %v", done, err)
 	}
 }

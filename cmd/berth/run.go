@@ -29,11 +29,9 @@ func (p *pullFlags) register(cmd *cobra.Command, withPull bool) {
 
 // ensureImage pulls the container's image when it is missing.
 func (c *client) ensureImage(ctx context.Context, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig, p *pullFlags) error {
-	sctx, cancel := c.ctx()
-	st, err := c.images.ImageStatus(sctx, &runtimeapi.ImageStatusRequest{Image: cfg.Image})
-	cancel()
+	st, err := call(c, "image status of "+cfg.Image.Image, c.images.ImageStatus, &runtimeapi.ImageStatusRequest{Image: cfg.Image})
 	if err != nil {
-		return fmt.Errorf("image status of %s: %w", cfg.Image.Image, err)
+		return err
 	}
 	if st.Image != nil {
 		return nil
@@ -47,13 +45,9 @@ func (c *client) ensureImage(ctx context.Context, cfg *runtimeapi.ContainerConfi
 }
 
 func (c *client) create(podID string, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig) (string, error) {
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := c.runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
-	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
-	}
-	return resp.ContainerId, nil
+	resp, err := call(c, "create container "+cfg.Metadata.Name, c.runtime.CreateContainer,
+		&runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
+	return resp.GetContainerId(), err
 }
 
 func createCommand(g *globals) *cobra.Command {
@@ -69,34 +63,27 @@ print the container's ID. The image is pulled first only with --with-pull
   berth create --with-pull web ctr.json pod.json`,
 		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctrCfg, err := loadContainerConfig(args[1])
+			ctrCfg, podCfg, err := loadConfigs(args[1], args[2])
 			if err != nil {
 				return err
 			}
-			podCfg, err := loadPodConfig(args[2])
-			if err != nil {
-				return err
-			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			pod, err := c.resolvePod(args[0])
-			if err != nil {
-				return err
-			}
-			if (p.withPull || c.settings.pullImageOnCreate) && !p.noPull {
-				if err := c.ensureImage(cmd.Context(), ctrCfg, podCfg, p); err != nil {
+			return g.withClient(func(c *client) error {
+				pod, err := c.resolvePod(args[0])
+				if err != nil {
 					return err
 				}
-			}
-			id, err := c.create(pod.Id, ctrCfg, podCfg)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), id)
-			return nil
+				if (p.withPull || c.settings.pullImageOnCreate) && !p.noPull {
+					if err := c.ensureImage(cmd.Context(), ctrCfg, podCfg, p); err != nil {
+						return err
+					}
+				}
+				id, err := c.create(pod.Id, ctrCfg, podCfg)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+				return nil
+			})
 		},
 		ValidArgsFunction: completePods(g),
 	}
@@ -117,43 +104,44 @@ print the container's ID. If a step fails, the pod made for it is removed.`,
   berth run --runtime runc --no-pull ctr.json pod.json`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctrCfg, err := loadContainerConfig(args[0])
+			ctrCfg, podCfg, err := loadConfigs(args[0], args[1])
 			if err != nil {
 				return err
 			}
-			podCfg, err := loadPodConfig(args[1])
-			if err != nil {
-				return err
-			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			podID, err := c.runPod(podCfg, handler)
-			if err != nil {
-				return err
-			}
-			id, err := c.createAndStart(cmd.Context(), podID, ctrCfg, podCfg, p)
-			if err != nil {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				_, serr := c.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
-				if serr == nil {
-					_, serr = c.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
+			return g.withClient(func(c *client) error {
+				podID, err := c.runPod(podCfg, handler)
+				if err != nil {
+					return err
 				}
-				if serr != nil {
-					return errors.Join(err, fmt.Errorf("clean up pod sandbox %s: %w", podID, serr))
+				id, err := c.createAndStart(cmd.Context(), podID, ctrCfg, podCfg, p)
+				if err != nil {
+					if cerr := c.removePod(podID); cerr != nil {
+						return errors.Join(err, cerr)
+					}
+					return err
 				}
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), id)
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+				return nil
+			})
 		},
 	}
 	p.register(cmd, false)
 	cmd.Flags().StringVar(&handler, "runtime", "", "runtime handler (empty: the runtime's default)")
 	return cmd
+}
+
+// removePod stops and removes the pod run made, under one deadline.
+func (c *client) removePod(podID string) error {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	_, err := c.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+	if err == nil {
+		_, err = c.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
+	}
+	if err != nil {
+		return fmt.Errorf("clean up pod sandbox %s: %w", podID, err)
+	}
+	return nil
 }
 
 func (c *client) createAndStart(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig, p *pullFlags) (string, error) {
@@ -188,27 +176,24 @@ Memory takes a size: bytes, or a quantity such as 512Mi or 1G.`,
   berth update --cpu-quota 50000 --cpu-period 100000 web`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.eachContainer(args, func(id string) error {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				st, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
-				if err != nil {
-					return fmt.Errorf("container status of %s: %w", id, err)
-				}
-				res, err := r.apply(cmd, st.GetStatus().GetResources().GetLinux())
-				if err != nil {
-					return err
-				}
-				if _, err := c.runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
-					return fmt.Errorf("update container %s: %w", id, err)
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-				return nil
+			return g.withClient(func(c *client) error {
+				return eachID(args, c.resolveContainer, func(id string) error {
+					ctx, cancel := c.ctx()
+					defer cancel()
+					st, err := c.runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+					if err != nil {
+						return fmt.Errorf("container status of %s: %w", id, err)
+					}
+					res, err := r.apply(cmd, st.GetStatus().GetResources().GetLinux())
+					if err != nil {
+						return err
+					}
+					if _, err := c.runtime.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res}); err != nil {
+						return fmt.Errorf("update container %s: %w", id, err)
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), id)
+					return nil
+				})
 			})
 		},
 		ValidArgsFunction: completeContainers(g),

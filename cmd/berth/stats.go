@@ -42,32 +42,30 @@ else measured between two samples.`,
   berth stats --pod 3f2a -o json
   berth stats --watch --interval 2s`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			filter := &runtimeapi.ContainerStatsFilter{}
-			if filter.LabelSelector, err = parseLabels(o.labels); err != nil {
-				return err
-			}
-			if o.pod != "" {
-				p, err := c.resolvePod(o.pod)
+			return g.withClient(func(c *client) error {
+				filter := &runtimeapi.ContainerStatsFilter{}
+				var err error
+				if filter.LabelSelector, err = parseLabels(o.labels); err != nil {
+					return err
+				}
+				if o.pod != "" {
+					p, err := c.resolvePod(o.pod)
+					if err != nil {
+						return err
+					}
+					filter.PodSandboxId = p.Id
+				}
+				refs := args
+				if o.id != "" {
+					refs = append(refs, o.id)
+				}
+				ids, err := c.resolveContainers(refs)
 				if err != nil {
 					return err
 				}
-				filter.PodSandboxId = p.Id
-			}
-			refs := args
-			if o.id != "" {
-				refs = append(refs, o.id)
-			}
-			ids, err := c.resolveContainers(refs)
-			if err != nil {
-				return err
-			}
-			return watchLoop(cmd, o, func(prev map[string]*runtimeapi.CpuUsage) (map[string]*runtimeapi.CpuUsage, error) {
-				return c.printContainerStats(cmd.OutOrStdout(), filter, ids, o, prev)
+				return watchLoop(cmd, o, func(prev map[string]*runtimeapi.CpuUsage) (map[string]*runtimeapi.CpuUsage, error) {
+					return c.printContainerStats(cmd.OutOrStdout(), filter, ids, o, prev)
+				})
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
@@ -211,40 +209,36 @@ func statspCommand(g *globals) *cobra.Command {
   berth statsp 3f2a -o yaml
   berth statsp --label app=web --watch`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			filter := &runtimeapi.PodSandboxStatsFilter{}
-			if filter.LabelSelector, err = parseLabels(o.labels); err != nil {
-				return err
-			}
-			keep := map[string]bool{}
-			for _, ref := range args {
-				p, err := c.resolvePod(ref)
-				if err != nil {
+			return g.withClient(func(c *client) error {
+				filter := &runtimeapi.PodSandboxStatsFilter{}
+				var err error
+				if filter.LabelSelector, err = parseLabels(o.labels); err != nil {
 					return err
 				}
-				keep[p.Id] = true
-			}
-			return watchLoop(cmd, o, func(prev map[string]*runtimeapi.CpuUsage) (map[string]*runtimeapi.CpuUsage, error) {
-				ctx, cancel := c.ctx()
-				defer cancel()
-				resp, err := c.runtime.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{Filter: filter})
-				if err != nil {
-					return nil, fmt.Errorf("list pod stats: %w", err)
-				}
-				var stats []*runtimeapi.PodSandboxStats
-				for _, s := range resp.Stats {
-					if len(keep) == 0 || keep[s.GetAttributes().GetId()] {
-						stats = append(stats, s)
+				keep := map[string]bool{}
+				for _, ref := range args {
+					p, err := c.resolvePod(ref)
+					if err != nil {
+						return err
 					}
+					keep[p.Id] = true
 				}
-				if o.output != formatTable {
-					return nil, printProto(cmd.OutOrStdout(), o.output, &runtimeapi.ListPodSandboxStatsResponse{Stats: stats})
-				}
-				return printPodStats(cmd.OutOrStdout(), stats, prev)
+				return watchLoop(cmd, o, func(prev map[string]*runtimeapi.CpuUsage) (map[string]*runtimeapi.CpuUsage, error) {
+					resp, err := call(c, "list pod stats", c.runtime.ListPodSandboxStats, &runtimeapi.ListPodSandboxStatsRequest{Filter: filter})
+					if err != nil {
+						return nil, err
+					}
+					var stats []*runtimeapi.PodSandboxStats
+					for _, s := range resp.Stats {
+						if len(keep) == 0 || keep[s.GetAttributes().GetId()] {
+							stats = append(stats, s)
+						}
+					}
+					if o.output != formatTable {
+						return nil, printProto(cmd.OutOrStdout(), o.output, &runtimeapi.ListPodSandboxStatsResponse{Stats: stats})
+					}
+					return printPodStats(cmd.OutOrStdout(), stats, prev)
+				})
 			})
 		},
 		ValidArgsFunction: completePods(g),
@@ -285,46 +279,48 @@ func eventsCommand(g *globals) *cobra.Command {
   berth events -o table`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			st, err := c.runtime.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
-			if err != nil {
-				return fmt.Errorf("get container events: %w", err)
-			}
-			w := cmd.OutOrStdout()
-			if out == formatTable {
-				fmt.Fprintf(w, eventRow, "TIME", "EVENT", "CONTAINER", "POD")
-			}
-			for {
-				ev, err := st.Recv()
-				if err != nil {
-					// gRPC may see the caller's deadline a moment before ctx does.
-					_, deadline := ctx.Deadline()
-					code := status.Code(err)
-					if ctx.Err() != nil || errors.Is(err, io.EOF) || (deadline && (code == codes.DeadlineExceeded || code == codes.Canceled)) {
-						return nil
-					}
-					return fmt.Errorf("receive container event: %w", err)
-				}
-				if out != formatTable {
-					if err := printProto(w, out, ev); err != nil {
-						return err
-					}
-					if out == formatYAML {
-						fmt.Fprintln(w, "---")
-					}
-					continue
-				}
-				fmt.Fprintf(w, eventRow, time.Unix(0, ev.CreatedAt).UTC().Format(time.RFC3339Nano), ev.ContainerEventType,
-					shortID(ev.ContainerId, false), shortID(ev.GetPodSandboxStatus().GetId(), false))
-			}
+			return g.withClient(func(c *client) error {
+				return printEvents(cmd, c, out)
+			})
 		},
 	}
 	addOutputFlag(cmd, &out, formatJSON, formatYAML, formatTable)
 	return cmd
+}
+
+// printEvents prints container events until interrupted or the stream ends.
+func printEvents(cmd *cobra.Command, c *client, out string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := c.runtime.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		return fmt.Errorf("get container events: %w", err)
+	}
+	w := cmd.OutOrStdout()
+	if out == formatTable {
+		fmt.Fprintf(w, eventRow, "TIME", "EVENT", "CONTAINER", "POD")
+	}
+	for {
+		ev, err := st.Recv()
+		if err != nil {
+			// gRPC may see the caller's deadline a moment before ctx does.
+			_, deadline := ctx.Deadline()
+			code := status.Code(err)
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || (deadline && (code == codes.DeadlineExceeded || code == codes.Canceled)) {
+				return nil
+			}
+			return fmt.Errorf("receive container event: %w", err)
+		}
+		if out != formatTable {
+			if err := printProto(w, out, ev); err != nil {
+				return err
+			}
+			if out == formatYAML {
+				fmt.Fprintln(w, "---")
+			}
+			continue
+		}
+		fmt.Fprintf(w, eventRow, time.Unix(0, ev.CreatedAt).UTC().Format(time.RFC3339Nano), ev.ContainerEventType,
+			shortID(ev.ContainerId, false), shortID(ev.GetPodSandboxStatus().GetId(), false))
+	}
 }

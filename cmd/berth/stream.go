@@ -55,31 +55,26 @@ exits with the command's exit code.`,
   berth exec --sync --timeout 5 web sleep 1`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctr, err := c.resolveContainer(args[0])
-			if err != nil {
-				return err
-			}
-			if sync {
-				limit, err := graceSeconds("--timeout", timeout)
+			return g.withClient(func(c *client) error {
+				ctr, err := c.resolveContainer(args[0])
 				if err != nil {
 					return err
 				}
-				return c.execSync(cmd, ctr.Id, args[1:], limit)
-			}
-			ctx, cancel := c.ctx()
-			resp, err := c.runtime.Exec(ctx, &runtimeapi.ExecRequest{
-				ContainerId: ctr.Id, Cmd: args[1:], Tty: t.tty, Stdin: t.stdin, Stdout: true, Stderr: !t.tty,
+				if sync {
+					limit, err := graceSeconds("--timeout", timeout)
+					if err != nil {
+						return err
+					}
+					return c.execSync(cmd, ctr.Id, args[1:], limit)
+				}
+				resp, err := call(c, "exec in "+ctr.Id, c.runtime.Exec, &runtimeapi.ExecRequest{
+					ContainerId: ctr.Id, Cmd: args[1:], Tty: t.tty, Stdin: t.stdin, Stdout: true, Stderr: !t.tty,
+				})
+				if err != nil {
+					return err
+				}
+				return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("exec in %s: %w", ctr.Id, err)
-			}
-			return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 		ValidArgsFunction: completeContainers(g),
 	}
@@ -127,24 +122,19 @@ match the container's own tty setting.`,
   berth attach -it web`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctr, err := c.resolveContainer(args[0])
-			if err != nil {
-				return err
-			}
-			ctx, cancel := c.ctx()
-			resp, err := c.runtime.Attach(ctx, &runtimeapi.AttachRequest{
-				ContainerId: ctr.Id, Tty: t.tty, Stdin: t.stdin, Stdout: true, Stderr: !t.tty,
+			return g.withClient(func(c *client) error {
+				ctr, err := c.resolveContainer(args[0])
+				if err != nil {
+					return err
+				}
+				resp, err := call(c, "attach to "+ctr.Id, c.runtime.Attach, &runtimeapi.AttachRequest{
+					ContainerId: ctr.Id, Tty: t.tty, Stdin: t.stdin, Stdout: true, Stderr: !t.tty,
+				})
+				if err != nil {
+					return err
+				}
+				return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("attach to %s: %w", ctr.Id, err)
-			}
-			return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 		ValidArgsFunction: completeContainers(g),
 	}
@@ -249,22 +239,17 @@ network namespace, until interrupted. LOCAL_PORT 0 or left out picks a port.`,
   berth port-forward --address 0.0.0.0 web :5432`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			pod, err := c.resolvePod(args[0])
-			if err != nil {
-				return err
-			}
-			ctx, cancel := c.ctx()
-			resp, err := c.runtime.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: pod.Id})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("port-forward to %s: %w", pod.Id, err)
-			}
-			return forward(cmd.Context(), resp.Url, addresses, args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return g.withClient(func(c *client) error {
+				pod, err := c.resolvePod(args[0])
+				if err != nil {
+					return err
+				}
+				resp, err := call(c, "port-forward to "+pod.Id, c.runtime.PortForward, &runtimeapi.PortForwardRequest{PodSandboxId: pod.Id})
+				if err != nil {
+					return err
+				}
+				return forward(cmd.Context(), resp.Url, addresses, args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			})
 		},
 		ValidArgsFunction: completePods(g),
 	}
