@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -118,6 +119,14 @@ func Run(ctx context.Context, loader config.Loader) error {
 		// crash, and only if it was ever opened (else it is cheap to skip).
 		if opts, oerr := image.StoreOptions(cfg); oerr == nil {
 			if _, serr := os.Stat(opts.GraphRoot); serr == nil {
+				// Pulls cut short by the crash left their staging files;
+				// no pull runs before the socket opens.
+				staging := filepath.Join(opts.GraphRoot, "berth-tmp")
+				if ents, rerr := os.ReadDir(staging); rerr == nil {
+					for _, en := range ents {
+						_ = os.RemoveAll(filepath.Join(staging, en.Name()))
+					}
+				}
 				if st, serr := d.images.Store(); serr != nil {
 					d.log.Error("open storage for its check", "error", serr)
 				} else if cerr := recovery.CheckStorage(st, d.log.With("component", "recovery")); cerr != nil {
@@ -157,6 +166,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// Cheap: the collector starts on the first stats request.
 	d.metrics = metrics.New()
 	d.metrics.CountEventsDropped(d.containers.Events().Dropped)
+	d.images.SetPullObserver(d.metrics)
 	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
 		Pods: stats.Pods(d.pods), Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()

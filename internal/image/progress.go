@@ -22,6 +22,7 @@ const reportEvery = 5 * time.Second
 // arrived for the progress timeout. Events are sent while data flows (at
 // most every interval), so silence means the registry stopped sending.
 type progress struct {
+	obs      PullObserver
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	events   chan types.ProgressProperties
@@ -36,7 +37,14 @@ type progressStats struct {
 	skipped int
 }
 
-func newProgress(parent context.Context, log *slog.Logger, ref string, timeout time.Duration) *progress {
+// PullObserver is told of every blob a pull transfers or finds already
+// present; the daemon passes its metrics here.
+type PullObserver interface {
+	ImagePullBlob(mediaType string, transferred uint64, size int64)
+	ImageLayerReused(digest string, size int64)
+}
+
+func newProgress(parent context.Context, log *slog.Logger, obs PullObserver, ref string, timeout time.Duration) *progress {
 	ctx, cancel := context.WithCancelCause(parent)
 	interval := time.Second
 	if timeout > 0 {
@@ -45,6 +53,7 @@ func newProgress(parent context.Context, log *slog.Logger, ref string, timeout t
 		interval = min(interval, max(timeout/4, 10*time.Millisecond))
 	}
 	p := &progress{
+		obs:      obs,
 		ctx:      ctx,
 		cancel:   cancel,
 		events:   make(chan types.ProgressProperties, 16),
@@ -109,9 +118,15 @@ func (p *progress) note(log *slog.Logger, ev types.ProgressProperties) {
 			p.stats.layers++
 		}
 		log.Info("pulled blob", "kind", kind, "digest", a.Digest, "bytes", ev.Offset, "total_bytes", p.stats.bytes, "layers", p.stats.layers)
+		if p.obs != nil {
+			p.obs.ImagePullBlob(a.MediaType, ev.Offset, a.Size)
+		}
 	case types.ProgressEventSkipped:
 		p.stats.skipped++
 		log.Info("blob already present", "kind", kind, "digest", a.Digest)
+		if p.obs != nil && kind == "layer" {
+			p.obs.ImageLayerReused(a.Digest.String(), a.Size)
+		}
 	}
 }
 

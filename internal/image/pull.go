@@ -287,7 +287,7 @@ func (s *Service) pullOne(ctx context.Context, store storage.Store, sys *types.S
 	defer func() { s.janitor.end(store, before, err != nil, s.log) }()
 
 	timeout := cfg.Berth.Image.PullProgressTimeout.Duration
-	watch := newProgress(ctx, s.log, ref, timeout)
+	watch := newProgress(ctx, s.log, s.observer, ref, timeout)
 	defer watch.release()
 	start := time.Now()
 	s.log.Info("pulling image", "image", ref)

@@ -29,6 +29,8 @@ import (
 type Service struct {
 	config func() *config.Config
 	log    *slog.Logger
+	// observer, if set, counts pulled and reused blobs.
+	observer PullObserver
 
 	// mu guards the lazily opened store and closed.
 	mu     sync.Mutex
@@ -56,6 +58,10 @@ func New(cfg func() *config.Config, log *slog.Logger) *Service {
 		configs: map[string]*ociv1.Image{},
 	}
 }
+
+// SetPullObserver registers o to be told of pulled blobs; call it before
+// serving.
+func (s *Service) SetPullObserver(o PullObserver) { s.observer = o }
 
 // Reload makes the next pull see the registries.conf and policy.json on
 // disk. The new config snapshot is already published when it is called;

@@ -99,6 +99,15 @@ func counter(fams map[string]*dto.MetricFamily, name, label, value string) float
 	return 0
 }
 
+// counterTotal sums every series of counter name.
+func counterTotal(fams map[string]*dto.MetricFamily, name string) float64 {
+	var sum float64
+	for _, m := range fams[name].GetMetric() {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
+}
+
 // TestStatsMetricsEndpoint: the operation counters move by exactly the
 // test's own calls, and the info socket answers /info and /config.
 func TestStatsMetricsEndpoint(t *testing.T) {
@@ -256,10 +265,16 @@ func TestStatsContainerCPUAndMemory(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	reg.Push(t, "stats/busybox:1", testutil.BusyboxImage(t, testutil.ImageSpec{}))
 	ref := reg.Ref("stats/busybox:1")
-	d, _, _ := statsDaemon(t, "1s", reg.RegistriesConf())
+	d, _, metricsSock := statsDaemon(t, "1s", reg.RegistriesConf())
 	ctx := ctxT(t, 2*time.Minute)
 	if _, err := d.Images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
 		t.Fatal(err)
+	}
+	// The pull's blobs reach the image pull metrics.
+	fams := scrapeMetrics(t, metricsSock)
+	pulled := counterTotal(fams, "berth_image_pulls_bytes_total")
+	if pulled < 1<<20 || counterTotal(fams, "berth_image_pulls_success_total") != 1 {
+		t.Errorf("after one pull of a ~2 MB image: pulled bytes %v, successes %v", pulled, counterTotal(fams, "berth_image_pulls_success_total"))
 	}
 	podCfg := podConfig("stats-ctrs")
 	pod := runPod(t, d, podCfg)
