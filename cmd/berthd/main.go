@@ -48,6 +48,14 @@ func main() {
 			return err
 		},
 	})
+	root.AddCommand(&cobra.Command{
+		Use:   "wipe",
+		Short: "Remove every pod and container (kill them, tear down networks, delete their layers and records); images stay",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return daemon.WipeMain(cmd.Context(), flags.Loader())
+		},
+	})
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "berthd:", err)
 		os.Exit(1)

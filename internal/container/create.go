@@ -410,7 +410,7 @@ func (m *Manager) conmonCgroup(sb *pod.Sandbox, id, cgroupManager string) *monit
 	if parent == "" {
 		parent = "/berth"
 	}
-	return m.hier.For(filepath.Join(parent, "berth-conmon-"+id))
+	return m.hier.For(filepath.Join(parent, monitor.ConmonCgroupName(id)))
 }
 
 // logPath is where conmon writes the container's CRI log: the request's

@@ -68,6 +68,9 @@ type Deps struct {
 	// annotations (io.berth.*) containers of that handler may carry; nil
 	// allows none.
 	AllowedAnnotations func(handler string) []string
+	// Rebooted says the node rebooted since the records were written:
+	// nothing they name runs any more.
+	Rebooted bool
 }
 
 // Manager owns every container.
@@ -84,6 +87,7 @@ type Manager struct {
 	events  *Events
 	allowed func(string) []string
 	seccomp []byte
+	loaded  LoadReport
 	adapted sync.Map // messages already logged
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -178,7 +182,10 @@ func New(d Deps) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.load()
+	m.loaded = m.load(d.Rebooted)
+	// The exits dir is rescanned, not only watched: exits of containers
+	// whose records said nothing yet, and notifications of holders and
+	// discarded containers to clear.
 	for _, id := range m.mon.PendingExits() {
 		m.handleExit(id)
 	}
@@ -186,6 +193,9 @@ func New(d Deps) (*Manager, error) {
 	go m.probeLoop()
 	return m, nil
 }
+
+// Loaded reports what loading the records at start found.
+func (m *Manager) Loaded() LoadReport { return m.loaded }
 
 // Close stops watching; containers keep running under their conmons.
 func (m *Manager) Close() error {
@@ -280,7 +290,7 @@ func (m *Manager) persist(c *container) {
 	defer c.writeMu.Unlock()
 	st := c.snapshot()
 	st.Version = recordVersion
-	if err := writeStatus(filepath.Join(m.records.Path(c.meta.ID), statusFile), &st); err != nil {
+	if err := m.records.WriteVolatile(c.meta.ID, statusFile, &st); err != nil {
 		m.log.Error("write container status", "id", c.meta.ID, "error", err)
 	}
 }

@@ -1,9 +1,6 @@
 package container
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -128,30 +125,11 @@ type Status struct {
 	Resources *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
 }
 
-// writeStatus replaces status.json atomically (temp file and rename) but
-// without fsync, unlike container.json. The status is re-derivable after
-// a power loss, the only case fsync guards against: the exit code is in
-// conmon's exit file, "running" is checked against conmon's and the
-// init's pid and start time, and every container is dead after a reboot
-// anyway. Skipping two fsyncs per transition keeps a container cycle
-// fast on a busy disk. A berthd crash loses nothing: the page cache
-// survives it.
-func writeStatus(path string, st *Status) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
+// status.json is written with store.WriteVolatile: atomically (temp file
+// and rename) but without fsync, unlike container.json. The status is
+// re-derivable after a power loss, the only case fsync guards against:
+// the exit code is in conmon's exit file, "running" is checked against
+// conmon's and the init's pid and start time, and every container is dead
+// after a reboot anyway. Skipping two fsyncs per transition keeps a
+// container cycle fast on a busy disk. A berthd crash loses nothing: the
+// page cache survives it.

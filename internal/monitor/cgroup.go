@@ -117,3 +117,44 @@ func (c *Cgroup) Remove(wait time.Duration) error {
 	}
 	return errors.Join(errs...)
 }
+
+// conmonCgroupPrefix names the cgroups berth makes for conmon.
+const conmonCgroupPrefix = "berth-conmon-"
+
+// ConmonCgroups finds the conmon cgroups berth made, by container id, as
+// paths relative to the hierarchy root (what For takes). It walks the
+// first hierarchy down to a few levels (kubepods/burstable/pod…/…), so
+// it is only run by the orphan sweep after a crash.
+func (h *Hierarchies) ConmonCgroups() map[string]string {
+	out := map[string]string{}
+	if h == nil || len(h.mounts) == 0 {
+		return out
+	}
+	root := h.mounts[0]
+	var walk func(dir string, depth int)
+	walk = func(dir string, depth int) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			if id, ok := strings.CutPrefix(e.Name(), conmonCgroupPrefix); ok {
+				rel, _ := filepath.Rel(root, p)
+				out[id] = "/" + rel
+				continue
+			}
+			if depth < 5 {
+				walk(p, depth+1)
+			}
+		}
+	}
+	walk(root, 0)
+	return out
+}
+
+// ConmonCgroupName is the name of the cgroup of container id's conmon.
+func ConmonCgroupName(id string) string { return conmonCgroupPrefix + id }

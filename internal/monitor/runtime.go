@@ -160,3 +160,19 @@ func (r Runtime) Update(ctx context.Context, id string, res *specs.LinuxResource
 	_, err = r.run(ctx, data, "update", "--resources", "-", id)
 	return err
 }
+
+// List returns the containers the runtime knows (`runc list`).
+func (r Runtime) List(ctx context.Context) ([]State, error) {
+	out, err := r.run(ctx, nil, "list", "--format", "json")
+	if err != nil {
+		return nil, err
+	}
+	var sts []State
+	if len(bytes.TrimSpace(out)) == 0 || string(bytes.TrimSpace(out)) == "null" {
+		return nil, nil
+	}
+	if err := json.Unmarshal(out, &sts); err != nil {
+		return nil, fmt.Errorf("parse runtime list: %w", err)
+	}
+	return sts, nil
+}

@@ -203,3 +203,16 @@ func TestHierarchies(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestConmonID(t *testing.T) {
+	dir := t.TempDir()
+	if id, ok := parseConmonArgs([][]byte{[]byte("/usr/bin/conmon"), []byte("-b"), []byte("/x"), []byte("-c"), []byte("abc"), []byte("--exit-dir"), []byte(dir)}, dir); !ok || id != "abc" {
+		t.Fatalf("got %q %v", id, ok)
+	}
+	if _, ok := parseConmonArgs([][]byte{[]byte("/usr/bin/conmon"), []byte("-c"), []byte("abc"), []byte("--exit-dir"), []byte("/other")}, dir); ok {
+		t.Fatal("other exit dir matched")
+	}
+	if _, ok := parseConmonArgs([][]byte{[]byte("/bin/sleep"), []byte("-c"), []byte("abc"), []byte("--exit-dir=" + dir)}, dir); ok {
+		t.Fatal("not conmon matched")
+	}
+}

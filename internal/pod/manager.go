@@ -31,6 +31,12 @@ type Manager struct {
 	runDir  string
 	reaper  atomic.Pointer[reaperBox]
 
+	// cniCacheDir is libcni's cache, read by the orphan sweep.
+	cniCacheDir string
+	// broken and fromPrev are what loadRecords left for Recover.
+	broken   []brokenPod
+	fromPrev int
+
 	mu    sync.Mutex
 	pods  map[string]*entry
 	names map[string]*reservation
@@ -59,7 +65,7 @@ type reservation struct {
 // New builds the pod manager: its records under <state_dir>/pods, pinned
 // namespaces under <run_dir>/ns, the CNI manager (which only starts a
 // watch; configs are read on first use). Pod records already on disk are
-// indexed; reconciling them with reality is the restart logic's job.
+// indexed; Recover then settles them against reality.
 func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
 	c := cfg().Berth
 	st, err := store.Open(filepath.Join(c.StateDir, "pods"))
@@ -82,6 +88,7 @@ func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
 		DefaultNetwork: c.Network.DefaultNetwork,
 		CacheDir:       filepath.Join(c.StateDir, "cni"),
 	}, log.With("component", "network"))
+	m.cniCacheDir = filepath.Join(c.StateDir, "cni")
 	m.loadRecords()
 	return m, nil
 }
@@ -105,28 +112,6 @@ func (m *Manager) NetworkStatus() (ready bool, reason, message string) { return 
 
 // UpdatePodCIDR applies UpdateRuntimeConfig's pod CIDR.
 func (m *Manager) UpdatePodCIDR(cidr string) error { return m.net.SetPodCIDR(cidr) }
-
-func (m *Manager) loadRecords() {
-	ids, err := m.store.IDs()
-	if err != nil {
-		m.log.Warn("list pod records", "error", err)
-		return
-	}
-	for _, id := range ids {
-		var rec record
-		var st status
-		if err := m.store.Read(id, "pod.json", &rec); err != nil {
-			m.log.Warn("skip unreadable pod record", "id", id, "error", err)
-			continue
-		}
-		if err := m.store.Read(id, "status.json", &st); err != nil || st.State == StateCreating {
-			m.log.Warn("skip pod left mid-creation", "id", id, "error", err)
-			continue
-		}
-		m.pods[id] = &entry{rec: &rec, st: st}
-		m.names[nameKey(rec.Metadata)] = &reservation{done: closedChan(), id: id}
-	}
-}
 
 func closedChan() chan struct{} {
 	c := make(chan struct{})

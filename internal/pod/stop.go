@@ -43,6 +43,15 @@ func (m *Manager) release(ctx context.Context, id string, e *entry, force bool) 
 	st := e.st
 	m.mu.Unlock()
 	rec := e.rec
+	if st.State == StateReady {
+		// Not ready on disk before anything is torn down, with the network
+		// and holder still named: a crash part-way then leaves a pod the
+		// next berthd reports not ready, and a retried stop or remove
+		// repeats the (idempotent) steps from the record.
+		if err := m.setStatus(id, e, func(s *status) { s.State = StateNotReady }); err != nil {
+			return err
+		}
+	}
 	if st.Holder != nil {
 		if err := m.holders.remove(ctx, rec.RuntimeHandler, st.Holder); err != nil {
 			if !force {
@@ -70,7 +79,7 @@ func (m *Manager) release(ctx context.Context, id string, e *entry, force bool) 
 	}
 	// One status write for all of it: a crash before it only means the
 	// next Stop repeats steps that are all idempotent.
-	if st.State != StateNotReady || st.Network != "" || st.Holder != nil {
+	if st.State == StateReady || st.Network != "" || st.Holder != nil {
 		if err := m.setStatus(id, e, func(s *status) {
 			s.State, s.Network, s.Holder = StateNotReady, "", nil
 		}); err != nil {

@@ -2,6 +2,12 @@
 // or container, holding JSON files written atomically (temp file, fsync,
 // rename, fsync dir) so that a crash at any point leaves either the old
 // or the new record, never a torn one.
+//
+// Each write also keeps the previous complete copy as "<name>.prev" (a
+// hard link made before the rename, so it costs no copy). A record that
+// is torn anyway (a power loss after an unsynced write, a disk fault, a
+// hand edit) is then read from that older copy instead of stopping the
+// daemon; Read reports which one it used.
 package store
 
 import (
@@ -12,6 +18,13 @@ import (
 	"os"
 	"path/filepath"
 )
+
+// PrevSuffix names the previous complete copy of a record file.
+const PrevSuffix = ".prev"
+
+// ErrCorrupt is wrapped by Read when neither the file nor its previous
+// copy decodes.
+var ErrCorrupt = errors.New("record is corrupt")
 
 // Dir is the root of one kind of record, e.g. /var/lib/berth/pods.
 type Dir struct {
@@ -25,6 +38,9 @@ func Open(root string) (Dir, error) {
 	}
 	return Dir{root: root}, nil
 }
+
+// Root is the directory holding the records.
+func (d Dir) Root() string { return d.root }
 
 // Path returns the directory of record id (it may not exist yet).
 func (d Dir) Path(id string) string { return filepath.Join(d.root, id) }
@@ -61,37 +77,84 @@ func (d Dir) IDs() ([]string, error) {
 	return ids, nil
 }
 
-// Write stores v as JSON in file name of record id, atomically.
+// Write stores v as JSON in file name of record id, atomically and
+// durably, keeping the previous copy.
 func (d Dir) Write(id, name string, v any) error {
+	return d.write(id, name, v, true)
+}
+
+// WriteVolatile is Write without the fsyncs, for records that can be
+// re-derived after a power loss (the only case fsync guards against; a
+// crash of berthd loses nothing that reached the page cache).
+func (d Dir) WriteVolatile(id, name string, v any) error {
+	return d.write(id, name, v, false)
+}
+
+func (d Dir) write(id, name string, v any, sync bool) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s of %s: %w", name, id, err)
 	}
-	if err := WriteFileAtomic(filepath.Join(d.Path(id), name), data, 0o600); err != nil {
+	if err := writeFile(filepath.Join(d.Path(id), name), data, 0o600, sync, true); err != nil {
 		return fmt.Errorf("write %s of %s: %w", name, id, err)
 	}
 	return nil
 }
 
 // Read loads file name of record id into v. A missing file gives an
-// error wrapping fs.ErrNotExist.
+// error wrapping fs.ErrNotExist. A file that does not decode is read
+// from its previous copy; fromPrev then reports that, so the caller can
+// log it. Both unreadable gives an error wrapping ErrCorrupt.
 func (d Dir) Read(id, name string, v any) error {
-	data, err := os.ReadFile(filepath.Join(d.Path(id), name))
-	if err != nil {
-		return fmt.Errorf("read %s of %s: %w", name, id, err)
+	_, err := d.ReadCheck(id, name, v)
+	return err
+}
+
+// ReadCheck is Read, also telling whether the previous copy was used.
+func (d Dir) ReadCheck(id, name string, v any) (fromPrev bool, err error) {
+	p := filepath.Join(d.Path(id), name)
+	data, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("read %s of %s: %w", name, id, err)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("decode %s of %s: %w", name, id, err)
+	if err == nil {
+		derr := json.Unmarshal(data, v)
+		if derr == nil {
+			return false, nil
+		}
+		err = fmt.Errorf("decode %s of %s: %w: %w", name, id, derr, ErrCorrupt)
 	}
-	return nil
+	prev, perr := os.ReadFile(p + PrevSuffix)
+	if perr != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("read %s of %s: %w", name, id, err)
+		}
+		return false, err
+	}
+	if derr := json.Unmarshal(prev, v); derr != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Only a torn .prev of a file never written since: treat as
+			// missing, there is nothing complete to go back to.
+			return false, fmt.Errorf("read %s of %s: %w", name, id, fs.ErrNotExist)
+		}
+		return false, fmt.Errorf("%w; previous copy: %w", err, derr)
+	}
+	return true, nil
 }
 
 // IsNotExist reports whether err means a record or file is missing.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
+// IsCorrupt reports whether err means a record exists but is unreadable.
+func IsCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
+
 // WriteFileAtomic replaces path with data so that readers and crashes
 // see either the old or the new content.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true, false)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, sync, keepPrev bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -107,15 +170,31 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
+	if keepPrev {
+		// The current file becomes the previous copy by a second name:
+		// at every instant at least one complete copy exists.
+		prev := path + PrevSuffix
+		ptmp := tmp + PrevSuffix
+		if err := os.Link(path, ptmp); err == nil {
+			if err := os.Rename(ptmp, prev); err != nil {
+				os.Remove(ptmp)
+			}
+		}
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

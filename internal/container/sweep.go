@@ -1,0 +1,159 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berth-cri/berth/internal/monitor"
+)
+
+// SweepReport counts the orphans a sweep removed.
+type SweepReport struct {
+	Conmons, Bundles, RuntimeStates, StorageContainers, Cgroups int
+}
+
+// Total is the number of orphans removed.
+func (r SweepReport) Total() int {
+	return r.Conmons + r.Bundles + r.RuntimeStates + r.StorageContainers + r.Cgroups
+}
+
+// defaultRuntime is the runtime of the default handler, used for what
+// has no record naming its own.
+func (m *Manager) defaultRuntime() monitor.Runtime {
+	conf := m.cfg()
+	_, h, err := conf.Handler("")
+	if err != nil {
+		return monitor.Runtime{Path: "runc"}
+	}
+	return monitor.Runtime{Path: h.RuntimePath, Root: h.RuntimeRoot, SystemdCgroup: conf.Berth.Runtime.CgroupManager == "systemd"}
+}
+
+// Sweep removes what belongs to berth's containers but to no container
+// record: conmon processes (by their --exit-dir), bundles, runtime
+// containers whose bundle is under berth's run dir, writable layers that
+// berth made (their storage metadata names a pod), and conmon cgroups.
+// keep tells ids that are not containers but still in use (pods'
+// PID-namespace holders run under conmon too). It is run at start-up
+// after an unclean shutdown, and costs a /proc scan, a runc list per
+// handler, a storage listing and a cgroup walk.
+func (m *Manager) Sweep(ctx context.Context, keep func(id string) bool) SweepReport {
+	var rep SweepReport
+	m.mu.RLock()
+	known := make(map[string]bool, len(m.ctrs))
+	for id := range m.ctrs {
+		known[id] = true
+	}
+	m.mu.RUnlock()
+	orphan := func(id string) bool { return !known[id] && !keep(id) }
+	conmons := m.mon.Conmons()
+	gone := map[string]bool{}
+	drop := func(id string) {
+		if !gone[id] {
+			gone[id] = true
+			m.discard(id, nil, conmons[id], false)
+		}
+	}
+	for id := range conmons {
+		if orphan(id) {
+			m.log.Info("sweep: conmon of no container", "id", id, "pid", conmons[id].PID)
+			drop(id)
+			rep.Conmons++
+		}
+	}
+	if ents, err := os.ReadDir(m.runDir); err == nil {
+		for _, e := range ents {
+			if orphan(e.Name()) {
+				m.log.Info("sweep: bundle of no container", "id", e.Name())
+				drop(e.Name())
+				rep.Bundles++
+			}
+		}
+	}
+	for _, rt := range m.runtimes() {
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		list, err := rt.List(lctx)
+		cancel()
+		if err != nil {
+			m.log.Warn("sweep: runtime list", "runtime", rt.Path, "error", err)
+			continue
+		}
+		for _, s := range list {
+			if strings.HasPrefix(s.Bundle, m.runDir+"/") && orphan(s.ID) && !gone[s.ID] {
+				m.log.Info("sweep: runtime container of no record", "id", s.ID, "status", s.Status)
+				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				_ = rt.Delete(dctx, s.ID, true)
+				cancel()
+				drop(s.ID)
+				rep.RuntimeStates++
+			}
+		}
+	}
+	rep.StorageContainers = m.sweepStorage(orphan, gone)
+	for id, rel := range m.hier.ConmonCgroups() {
+		if orphan(id) {
+			if err := m.hier.For(rel).Remove(time.Second); err != nil {
+				m.log.Warn("sweep: conmon cgroup", "id", id, "error", err)
+				continue
+			}
+			rep.Cgroups++
+		}
+	}
+	return rep
+}
+
+// sweepStorage deletes the writable layers berth made for containers
+// that have no record.
+func (m *Manager) sweepStorage(orphan func(string) bool, gone map[string]bool) int {
+	st, err := m.images.Store()
+	if err != nil {
+		m.log.Warn("sweep: open storage", "error", err)
+		return 0
+	}
+	ctrs, err := st.Containers()
+	if err != nil {
+		m.log.Warn("sweep: list storage containers", "error", err)
+		return 0
+	}
+	n := 0
+	for _, c := range ctrs {
+		var md map[string]string
+		if json.Unmarshal([]byte(c.Metadata), &md) != nil || md["pod-id"] == "" || !orphan(c.ID) {
+			continue
+		}
+		if gone[c.ID] {
+			n++ // discard already deleted it
+			continue
+		}
+		m.log.Info("sweep: writable layer of no container", "id", c.ID)
+		if err := m.deleteStorage(c.ID); err != nil {
+			m.log.Warn("sweep: writable layer", "id", c.ID, "error", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// runtimes are the distinct runtimes of the configured handlers.
+func (m *Manager) runtimes() []monitor.Runtime {
+	conf := m.cfg()
+	seen := map[string]bool{}
+	var out []monitor.Runtime
+	for _, h := range conf.Berth.Runtime.Runtimes {
+		key := h.RuntimePath + "\x00" + h.RuntimeRoot
+		if seen[key] || h.RuntimePath == "" {
+			continue
+		}
+		seen[key] = true
+		out = append(out, monitor.Runtime{Path: h.RuntimePath, Root: h.RuntimeRoot,
+			SystemdCgroup: conf.Berth.Runtime.CgroupManager == "systemd"})
+	}
+	return out
+}
+
+// RunDir is where bundles live; exported for the wipe command.
+func (m *Manager) RunDir() string { return filepath.Clean(m.runDir) }
