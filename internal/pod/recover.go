@@ -97,6 +97,14 @@ func (m *Manager) Recover(ctx context.Context, rebooted bool) RecoverReport {
 		st := e.st
 		m.mu.Unlock()
 		if st.State != StateReady {
+			// A stop cut short by the crash: finish it now, while the
+			// netns still exists for a proper CNI DEL.
+			if st.Network != "" || st.Holder != nil || m.anyPinned(e.rec) {
+				m.log.Info("finishing interrupted stop of pod", "id", id)
+				if err := m.release(ctx, id, e, true); err != nil {
+					m.log.Warn("finish stopping pod", "id", id, "error", err)
+				}
+			}
 			rep.NotReady++
 			continue
 		}
@@ -120,6 +128,16 @@ func (m *Manager) Recover(ctx context.Context, rebooted bool) RecoverReport {
 		rep.Lost++
 	}
 	return rep
+}
+
+// anyPinned reports whether any of the pod's namespace pins still exists.
+func (m *Manager) anyPinned(rec *record) bool {
+	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS} {
+		if p != "" && nsmgr.IsPinned(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) pinsIntact(rec *record) bool {
@@ -182,10 +200,11 @@ func (m *Manager) Sweep(ctx context.Context) SweepReport {
 	known := map[string]bool{}
 	for id, e := range m.pods {
 		known[id] = true
-		if e.st.State == StateReady {
-			for _, p := range []string{e.rec.NSPaths.Net, e.rec.NSPaths.IPC, e.rec.NSPaths.UTS} {
-				pinned[p] = true
-			}
+		// Any recorded pod owns its pins: a not-ready pod whose stop was
+		// cut short still has them, and its retried stop or remove
+		// releases them along with its network.
+		for _, p := range []string{e.rec.NSPaths.Net, e.rec.NSPaths.IPC, e.rec.NSPaths.UTS} {
+			pinned[p] = true
 		}
 		if e.st.Network != "" {
 			attached[id] = true
