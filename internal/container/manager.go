@@ -145,6 +145,9 @@ func New(d Deps) (*Manager, error) {
 		}
 		host = h
 	}
+	for _, limit := range host.Limits() {
+		d.Log.Warn("this host limits containers; berth adapts", "limit", limit)
+	}
 	hier, err := monitor.ProbeHierarchies()
 	if err != nil {
 		return nil, err

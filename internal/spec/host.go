@@ -64,6 +64,26 @@ func (h *Host) HasController(c string) bool {
 	return h.Controllers[c]
 }
 
+// Limits lists, in words, what this host cannot give containers and
+// berth will therefore adapt: logged once at start so an operator sees
+// it before the first pod asks.
+func (h *Host) Limits() []string {
+	var out []string
+	if !h.HasController("hugetlb") {
+		out = append(out, "no hugetlb cgroup controller: hugepage limits are ignored")
+	}
+	if !h.HasCap("CAP_SYS_RESOURCE") {
+		out = append(out, fmt.Sprintf("no CAP_SYS_RESOURCE: oom_score_adj below %d is raised to it", h.OOMScoreAdj))
+	}
+	if n := len(allCaps(h)); n < len(capNames) {
+		out = append(out, fmt.Sprintf("capability bounding set holds %d of %d capabilities: privileged containers get only those", n, len(capNames)))
+	}
+	if !h.SwapAccounting {
+		out = append(out, "no swap accounting: memory+swap limits are ignored")
+	}
+	return out
+}
+
 // ProbeHost reads the running system. It is cheap enough to call once at
 // start; the result does not change while berthd runs.
 func ProbeHost() (*Host, error) {
