@@ -247,6 +247,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	})
 
 	// Writable layer.
+	tLayer := time.Now()
 	ctrMeta, _ := json.Marshal(map[string]string{"pod-id": sb.ID, "name": name, "image": img.ID})
 	if _, err := store.CreateContainer(id, nil, img.ID, "", string(ctrMeta), nil); err != nil {
 		return "", fmt.Errorf("create writable layer from image %s: %w", img.ID, err)
@@ -265,6 +266,8 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 			log.Error("undo: unmount", "error", err)
 		}
 	})
+
+	layerTook := time.Since(tLayer)
 
 	// OCI spec.
 	targetNS, err := m.targetPIDNS(cfg)
@@ -307,6 +310,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		return "", err
 	}
 	started = true
+	tStart := time.Now()
 	created, err := pending.Start(ctx)
 	if err != nil {
 		return "", err
@@ -324,7 +328,8 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	if _, err := monitor.ReadExit(recDir); err == nil {
 		m.goBackground(func() { m.handleExit(id) })
 	}
-	log.Debug("container created", "conmon", created.Conmon.PID, "pid", created.Container.PID)
+	log.Debug("container created", "conmon", created.Conmon.PID, "pid", created.Container.PID,
+		"layer_took", layerTook, "runtime_create_took", time.Since(tStart))
 	return id, nil
 }
 
