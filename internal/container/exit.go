@@ -43,6 +43,9 @@ func (m *Manager) handleExit(id string) {
 	switch {
 	case oom:
 		reason = ReasonOOMKilled
+		if m.oom != nil {
+			m.oom.ContainerOOM(c.meta.Name)
+		}
 	case ex.Code == 0:
 		reason = ReasonCompleted
 	}

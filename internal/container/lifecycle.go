@@ -108,6 +108,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		c.mu.Unlock()
 		return err
 	}
+	if m.oom != nil {
+		m.oom.ContainerRemoved(c.meta.Name)
+	}
 	return nil
 }
 

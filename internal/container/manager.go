@@ -71,6 +71,15 @@ type Deps struct {
 	// Rebooted says the node rebooted since the records were written:
 	// nothing they name runs any more.
 	Rebooted bool
+	// OOM, if set, counts OOM kills by container name (metrics).
+	OOM OOMCounter
+}
+
+// OOMCounter is told of every OOM-killed container and of removals, so
+// per-name counts do not outlive their containers.
+type OOMCounter interface {
+	ContainerOOM(name string)
+	ContainerRemoved(name string)
 }
 
 // Manager owns every container.
@@ -86,6 +95,7 @@ type Manager struct {
 	runDir  string
 	events  *Events
 	allowed func(string) []string
+	oom     OOMCounter
 	seccomp []byte
 	loaded  LoadReport
 	adapted sync.Map // messages already logged
@@ -159,7 +169,7 @@ func New(d Deps) (*Manager, error) {
 	m := &Manager{
 		cfg: d.Config, log: d.Log, images: d.Images, pods: d.Pods, host: host, hier: hier,
 		records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: NewEvents(),
-		allowed: d.AllowedAnnotations, done: make(chan struct{}),
+		allowed: d.AllowedAnnotations, oom: d.OOM, done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},
 	}
 	if m.log == nil {

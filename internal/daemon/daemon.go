@@ -140,11 +140,15 @@ func Run(ctx context.Context, loader config.Loader) error {
 	}
 	defer d.pods.Close()
 
+	// Metrics first: the image and container services report into them.
+	d.metrics = metrics.New()
+	d.images.SetPullObserver(d.metrics)
+
 	// Containers: conmon, the exit watcher and the records of containers
 	// that kept running while berthd was stopped. Pods stop and remove
 	// their containers through it and run PID holders under its conmon.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
-		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations, Rebooted: start.Rebooted}); err != nil {
+		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations, Rebooted: start.Rebooted, OOM: d.metrics}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
@@ -164,9 +168,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 	defer endStreamsOnStop(d.containers.Events(), d.streams)()
 
 	// Cheap: the collector starts on the first stats request.
-	d.metrics = metrics.New()
 	d.metrics.CountEventsDropped(d.containers.Events().Dropped)
-	d.images.SetPullObserver(d.metrics)
 	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
 		Pods: stats.Pods(d.pods), Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()

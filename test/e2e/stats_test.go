@@ -396,3 +396,73 @@ func TestStatsContainerCPUAndMemory(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// TestStatsOOMMetric: an OOM-killed container is counted in total and by
+// name, and its per-name count goes when it is removed.
+func TestStatsOOMMetric(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	reg.Push(t, "stats/busybox:1", testutil.BusyboxImage(t, testutil.ImageSpec{}))
+	ref := reg.Ref("stats/busybox:1")
+	d, _, metricsSock := statsDaemon(t, "0s", reg.RegistriesConf())
+	ctx := ctxT(t, 2*time.Minute)
+	if _, err := d.Images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+		t.Fatal(err)
+	}
+	podCfg := podConfig("stats-oom")
+	pod := runPod(t, d, podCfg)
+	t.Cleanup(func() {
+		d.Runtime.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod})
+		d.Runtime.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+	})
+	resp, err := d.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: podCfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "hog"},
+			Image:    &runtimeapi.ImageSpec{Image: ref},
+			Command:  []string{"/bin/sh", "-c", `exec awk 'BEGIN { s = "x"; while (1) s = s s }'`},
+			LogPath:  "hog.log",
+			Linux:    &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetContainerId()
+	if _, err := d.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := d.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
+			if st.GetStatus().GetReason() != "OOMKilled" {
+				t.Fatalf("reason %q, want OOMKilled", st.GetStatus().GetReason())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the memory hog never exited")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fams := scrapeMetrics(t, metricsSock)
+	if got := counterTotal(fams, "berth_containers_oom_total"); got != 1 {
+		t.Errorf("berth_containers_oom_total = %v, want 1", got)
+	}
+	if got := counterTotal(fams, "berth_containers_oom_count_total"); got != 1 {
+		t.Errorf("berth_containers_oom_count_total = %v, want 1", got)
+	}
+	if _, err := d.Runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	fams = scrapeMetrics(t, metricsSock)
+	if got := counterTotal(fams, "berth_containers_oom_count_total"); got != 0 {
+		t.Errorf("per-name OOM count should go with the container, still %v", got)
+	}
+	if got := counterTotal(fams, "berth_containers_oom_total"); got != 1 {
+		t.Errorf("berth_containers_oom_total after removal = %v, want 1", got)
+	}
+}
