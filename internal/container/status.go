@@ -199,6 +199,21 @@ func (m *Manager) event(c *container, typ runtimeapi.ContainerEventType) *runtim
 	return ev
 }
 
+// PublishPodEvent announces a pod lifecycle event to GetContainerEvents
+// subscribers, as containerd does: the container id is the pod's.
+func (m *Manager) PublishPodEvent(sb *pod.Sandbox, typ runtimeapi.ContainerEventType) {
+	ev := &runtimeapi.ContainerEventResponse{
+		ContainerId:        sb.ID,
+		ContainerEventType: typ,
+		CreatedAt:          time.Now().UnixNano(),
+		PodSandboxStatus:   PodStatus(sb),
+	}
+	for _, o := range m.podContainers(sb.ID) {
+		ev.ContainersStatuses = append(ev.ContainersStatuses, criStatus(o.meta, o.snapshot()))
+	}
+	m.events.Publish(ev)
+}
+
 // PodStatus is the short CRI status of a pod carried by events.
 func PodStatus(sb *pod.Sandbox) *runtimeapi.PodSandboxStatus {
 	state := runtimeapi.PodSandboxState_SANDBOX_NOTREADY

@@ -154,6 +154,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 	defer d.containers.Close()
 	d.pods.SetContainerReaper(d.containers)
 	d.pods.SetMonitor(d.containers.Monitor())
+	d.pods.SetEventSink(d.containers.PublishPodEvent)
 	// Everything is settled before the socket opens: no request sees a
 	// half-recovered pod or container.
 	recovery.Run(ctx, recovery.Deps{Start: start, Pods: d.pods, Containers: d.containers, Log: d.log.With("component", "recovery")})

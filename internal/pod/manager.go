@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/network"
@@ -30,6 +32,9 @@ type Manager struct {
 	store   store.Dir
 	runDir  string
 	reaper  atomic.Pointer[reaperBox]
+	// onEvent publishes pod lifecycle events (GetContainerEvents); set
+	// once before serving.
+	onEvent func(*Sandbox, runtimeapi.ContainerEventType)
 
 	// cniCacheDir is libcni's cache, read by the orphan sweep.
 	cniCacheDir string
@@ -95,6 +100,23 @@ func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
 
 // Close stops the CNI config watch.
 func (m *Manager) Close() error { return m.net.Close() }
+
+// SetEventSink makes the manager publish pod lifecycle events through f.
+// Call it before serving.
+func (m *Manager) SetEventSink(f func(*Sandbox, runtimeapi.ContainerEventType)) { m.onEvent = f }
+
+// emit publishes an event for the pod of entry e.
+func (m *Manager) emit(e *entry, types ...runtimeapi.ContainerEventType) {
+	if m.onEvent == nil {
+		return
+	}
+	m.mu.Lock()
+	sb := snapshot(e)
+	m.mu.Unlock()
+	for _, t := range types {
+		m.onEvent(sb, t)
+	}
+}
 
 // SetContainerReaper wires the container manager in; until it is set,
 // stopping a pod does not look for containers.

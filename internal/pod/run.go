@@ -216,9 +216,11 @@ func (m *Manager) create(ctx context.Context, rec *record) (id string, err error
 	if err := m.store.Write(id, "status.json", &st); err != nil {
 		return "", err
 	}
+	e := &entry{rec: rec, st: st}
 	m.mu.Lock()
-	m.pods[id] = &entry{rec: rec, st: st}
+	m.pods[id] = e
 	m.mu.Unlock()
+	m.emit(e, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	m.log.Info("pod sandbox ready", "id", id, "name", rec.Metadata.Name, "namespace", rec.Metadata.Namespace,
 		"ips", st.IPs, "took", time.Since(start), "pin_took", pinTook)
 	return id, nil

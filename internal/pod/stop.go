@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
@@ -86,6 +88,7 @@ func (m *Manager) release(ctx context.Context, id string, e *entry, force bool) 
 			return err
 		}
 		m.log.Info("pod sandbox stopped", "id", id)
+		m.emit(e, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	}
 	return nil
 }
@@ -142,5 +145,6 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	}
 	m.mu.Unlock()
 	m.log.Info("pod sandbox removed", "id", id)
+	m.emit(e, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil
 }

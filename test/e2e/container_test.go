@@ -273,3 +273,38 @@ func assertNoContainersLeft(t *testing.T, e *ctrEnv) {
 		t.Errorf("containers left: %v %v", list, err)
 	}
 }
+
+// TestPodEvents: GetContainerEvents also carries the pod lifecycle, with
+// the pod's status, as containerd reports it.
+func TestPodEvents(t *testing.T) {
+	e := startCtrEnv(t)
+	events, err := e.d.Runtime.GetContainerEvents(ctxT(t, time.Minute), &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := podConfig("evented")
+	pc.LogDirectory = filepath.Join(e.d.Dir, "podlogs", "evented")
+	id := runPod(t, e.d, pc)
+	removePod(t, e.d, id)
+	var got []runtimeapi.ContainerEventType
+	for len(got) < 4 {
+		ev, err := events.Recv()
+		if err != nil {
+			t.Fatalf("events: %v (got %v)", err, got)
+		}
+		if ev.GetContainerId() != id {
+			continue
+		}
+		if ev.GetPodSandboxStatus().GetId() != id || ev.GetPodSandboxStatus().GetMetadata().GetName() != "evented" {
+			t.Fatalf("pod event without the pod's status: %v", ev)
+		}
+		got = append(got, ev.GetContainerEventType())
+	}
+	want := []runtimeapi.ContainerEventType{
+		runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
+		runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pod events %v, want %v", got, want)
+	}
+}
