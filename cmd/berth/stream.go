@@ -30,13 +30,11 @@ func streamCommands(g *globals) []*cobra.Command {
 // ttyFlags are the terminal options of exec and attach.
 type ttyFlags struct {
 	stdin, tty bool
-	transport  string
 }
 
 func (t *ttyFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&t.stdin, "interactive", "i", false, "pass standard input through")
 	cmd.Flags().BoolVarP(&t.tty, "tty", "t", false, "use a terminal")
-	cmd.Flags().StringVar(&t.transport, "transport", "spdy", "streaming protocol: spdy or websocket")
 }
 
 func execCommand(g *globals) *cobra.Command {
@@ -153,15 +151,10 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 	if err != nil {
 		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
 	}
-	var ex remotecommand.Executor
-	switch t.transport {
-	case "spdy":
-		ex, err = remotecommand.NewSPDYExecutor(insecureConfig(), http.MethodPost, u)
-	case "websocket":
-		ex, err = remotecommand.NewWebSocketExecutor(insecureConfig(), http.MethodGet, u.String())
-	default:
-		return fmt.Errorf("--transport %q: want spdy or websocket", t.transport)
-	}
+	// SPDY, as the kubelet's proxy uses: the streaming server of
+	// cri-streaming v0.37 speaks only the v4 WebSocket protocol, which
+	// client-go's WebSocket executor (v5) does not accept.
+	ex, err := remotecommand.NewSPDYExecutor(insecureConfig(), http.MethodPost, u)
 	if err != nil {
 		return fmt.Errorf("streaming to %s: %w", u.Host, err)
 	}
