@@ -270,7 +270,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	layerTook := time.Since(tLayer)
 
 	// OCI spec.
-	targetNS, err := m.targetPIDNS(cfg)
+	targetNS, err := m.targetPIDNS(sb.ID, cfg)
 	if err != nil {
 		return "", err
 	}
@@ -465,7 +465,7 @@ func (m *Manager) checkAnnotations(handler string, annots map[string]string) err
 
 // targetPIDNS resolves the TARGET pid mode: the target container must
 // run, and its init's PID namespace is joined.
-func (m *Manager) targetPIDNS(cfg *runtimeapi.ContainerConfig) (string, error) {
+func (m *Manager) targetPIDNS(podID string, cfg *runtimeapi.ContainerConfig) (string, error) {
 	opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	if opts.GetPid() != runtimeapi.NamespaceMode_TARGET {
 		return "", nil
@@ -473,6 +473,11 @@ func (m *Manager) targetPIDNS(cfg *runtimeapi.ContainerConfig) (string, error) {
 	t, err := m.get(opts.GetTargetId())
 	if err != nil {
 		return "", fmt.Errorf("pid namespace target: %w", err)
+	}
+	// api.proto: the target must be a container of the same pod; any
+	// other would let one pod join another's processes.
+	if t.meta.PodID != podID {
+		return "", fmt.Errorf("pid namespace target %s is not in pod %s: %w", t.meta.ID, podID, errdefs.ErrInvalidArgument)
 	}
 	st := t.snapshot()
 	if st.State != StateRunning || !st.Init.Alive() {

@@ -144,6 +144,8 @@ func (s *runtimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stre
 		select {
 		case <-stream.Context().Done():
 			return nil
+		case <-s.stopping:
+			return status.Error(codes.Unavailable, "berthd is shutting down")
 		case ev := <-sub.C:
 			if err := stream.Send(ev); err != nil {
 				return err

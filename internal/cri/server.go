@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -59,6 +60,10 @@ type Server struct {
 	deps Deps
 	grpc *grpc.Server
 	ln   net.Listener
+	// stopping is closed when Stop begins, so that long-lived streams
+	// (GetContainerEvents) end instead of holding up a graceful stop.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // runtimeService and imageService split the two CRI services so each can
@@ -75,12 +80,13 @@ type imageService struct {
 
 // New builds the gRPC server; Serve starts answering.
 func New(deps Deps) *Server {
-	s := &Server{deps: deps}
+	s := &Server{deps: deps, stopping: make(chan struct{})}
 	cfg := deps.Config().Berth.API
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
 		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),
+		grpc.ChainStreamInterceptor(s.logAndRecoverStream),
 	)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, &runtimeService{Server: s})
 	runtimeapi.RegisterImageServiceServer(s.grpc, &imageService{Server: s})
@@ -127,6 +133,7 @@ func (s *Server) Serve() error {
 // Stop stops accepting, lets in-flight requests finish (up to timeout),
 // then closes what is left.
 func (s *Server) Stop(timeout time.Duration) {
+	s.stopOnce.Do(func() { close(s.stopping) })
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -164,6 +171,21 @@ func (s *Server) logAndRecover(ctx context.Context, req any, info *grpc.UnarySer
 		log.Debug("CRI request", attrs...)
 	}()
 	return handler(ctx, req)
+}
+
+// logAndRecoverStream does for streaming RPCs what logAndRecover does for
+// unary ones.
+func (s *Server) logAndRecoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	s.deps.Log.Debug("CRI stream started", "method", filepath.Base(info.FullMethod))
+	defer func() {
+		if r := recover(); r != nil {
+			s.deps.Log.Error("panic in CRI stream handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "%s: internal error: %v", filepath.Base(info.FullMethod), r)
+		}
+		s.deps.Log.Debug("CRI stream ended", "method", filepath.Base(info.FullMethod), "duration", time.Since(start), "error", err)
+	}()
+	return handler(srv, ss)
 }
 
 // requestID picks the object a request is about, for the log line.

@@ -308,3 +308,37 @@ func TestPodEvents(t *testing.T) {
 		t.Fatalf("pod events %v, want %v", got, want)
 	}
 }
+
+// TestContainerTargetPIDNamespace: a TARGET PID namespace joins a running
+// container of the same pod, and a container of another pod is refused.
+func TestContainerTargetPIDNamespace(t *testing.T) {
+	e := startCtrEnv(t)
+	target := e.run(t, e.config("target", "sleep", "1000"))
+	withTarget := func(name string) *runtimeapi.ContainerConfig {
+		cfg := e.config(name, "sleep", "1000")
+		cfg.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: target},
+		}}
+		return cfg
+	}
+	joiner := e.run(t, withTarget("joiner"))
+	out := e.exec(t, joiner, 10, "ps", "-o", "args")
+	if !strings.Contains(string(out.GetStdout()), "sleep 1000") || strings.Count(string(out.GetStdout()), "sleep 1000") < 2 {
+		t.Errorf("the joiner should see the target's processes:\n%s", out.GetStdout())
+	}
+
+	pc := podConfig("other-pod")
+	pc.LogDirectory = filepath.Join(e.d.Dir, "podlogs", "other")
+	other := runPod(t, e.d, pc)
+	t.Cleanup(func() { removePod(t, e.d, other) })
+	_, err := e.d.Runtime.CreateContainer(ctxT(t, time.Minute), &runtimeapi.CreateContainerRequest{
+		PodSandboxId: other, SandboxConfig: pc, Config: withTarget("intruder"),
+	})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), target) {
+		t.Fatalf("a target in another pod: want InvalidArgument naming it, got %v", err)
+	}
+	for _, id := range []string{joiner, target} {
+		e.stop(t, id, 0)
+		e.remove(t, id)
+	}
+}

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -146,5 +148,35 @@ func TestDaemonSocketAndUnimplemented(t *testing.T) {
 	waitLog(t, d, "replaced stale socket")
 	if _, err := d.Runtime.Version(ctx, &runtimeapi.VersionRequest{}); err != nil {
 		t.Fatalf("after replacing the stale socket: %v", err)
+	}
+}
+
+// TestDaemonStopEndsEventStreams: a client following GetContainerEvents
+// (as the kubelet does) must not hold up a graceful stop.
+func TestDaemonStopEndsEventStreams(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{BinDir: binDir})
+	// A connection of our own: the harness closes its own before stopping.
+	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	events, err := runtimeapi.NewRuntimeServiceClient(conn).GetContainerEvents(context.Background(), &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := events.Recv()
+		got <- err
+	}()
+	waitLog(t, d, "berthd serving")
+	waitLog(t, d, "CRI stream started\" component=cri method=GetContainerEvents")
+	d.Stop(t)
+	if err := <-got; status.Code(err) != codes.Unavailable {
+		t.Fatalf("event stream at shutdown: want Unavailable, got %v", err)
+	}
+	if strings.Contains(d.Log(), "did not finish in time") {
+		t.Errorf("graceful stop waited for the event stream:\n%s", d.Log())
 	}
 }
