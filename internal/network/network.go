@@ -134,14 +134,17 @@ func (m *Manager) Close() error {
 // current returns the loaded network state, reloading it first when the
 // dir changed (or always, when it cannot be watched).
 func (m *Manager) current() *netState {
+	// Only a usable network is cached: a config that names a plugin not
+	// installed yet must become ready once the plugin appears, and the
+	// plugin dirs are not watched.
 	if m.watcher != nil && !m.dirty.Load() {
-		if st := m.state.Load(); st != nil {
+		if st := m.state.Load(); st != nil && st.list != nil {
 			return st
 		}
 	}
 	m.loadMu.Lock()
 	defer m.loadMu.Unlock()
-	if m.watcher == nil || m.dirty.Swap(false) || m.state.Load() == nil {
+	if st := m.state.Load(); m.watcher == nil || m.dirty.Swap(false) || st == nil || st.list == nil {
 		st := m.load()
 		prev := m.state.Swap(st)
 		if prev == nil || prev.file != st.file || prev.reason != st.reason {

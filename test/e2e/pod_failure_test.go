@@ -150,7 +150,7 @@ exit 0
 // mid-chain and a config naming a missing plugin all fail the pod and
 // leak no mount, veth, IP allocation, iptables rule or record.
 func TestPodFailureInjection(t *testing.T) {
-	_, dropIns := pluginDir(t)
+	plugins, dropIns := pluginDir(t)
 	d, tn := startNetDaemon(t, dropIns)
 	before := snapshotHost(t, d, tn)
 	withPorts := func(name string) *runtimeapi.PodSandboxConfig {
@@ -185,6 +185,21 @@ func TestPodFailureInjection(t *testing.T) {
 	_, err = d.Runtime.RunPodSandbox(ctxT(t, 30*time.Second), &runtimeapi.RunPodSandboxRequest{Config: podConfig("fail3")})
 	wantCode(t, err, codes.FailedPrecondition, "no-such-plugin")
 	assertSameHost(t, before, snapshotHost(t, d, tn))
+
+	// The plugin arriving after its config makes the network ready, with
+	// no change in the config dir (plugin dirs are not watched).
+	bridge, err := os.ReadFile("/usr/lib/cni/bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := filepath.Join(plugins, "no-such-plugin")
+	if err := os.WriteFile(late, bridge, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitNetworkReady(t, d, true)
+	if err := os.Remove(late); err != nil {
+		t.Fatal(err)
+	}
 
 	// Back to a good config: the same names work.
 	writeConf(t, d, "10-test.conflist", tn.conflist("bridge"))
