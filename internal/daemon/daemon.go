@@ -93,6 +93,12 @@ func Run(ctx context.Context, loader config.Loader) error {
 		return err
 	}
 	defer lock.Close()
+	// Signals are caught from here on: one that arrives during recovery
+	// waits in the channel and is handled once serving starts, so even an
+	// early SIGTERM ends in a clean shutdown rather than a crash.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	// Recovery: the markers say whether berthd crashed or the node
 	// rebooted since the last run; the clean-shutdown marker is written
 	// last of all, after storage is closed (defers run in reverse).
@@ -205,9 +211,6 @@ func Run(ctx context.Context, loader config.Loader) error {
 	go func() { served <- d.server.Serve() }()
 	d.log.Info("berthd serving", "socket", cfg.Berth.API.Listen, "version", Version)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case err := <-served:

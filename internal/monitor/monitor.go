@@ -155,14 +155,6 @@ func ReopenLog(ctx context.Context, bundle, logPath string, conmon Proc) error {
 	}
 }
 
-// Resize sends a terminal size to conmon (ctl message type 1).
-func Resize(bundle string, height, width uint16) error {
-	if height == 0 || width == 0 {
-		return nil
-	}
-	return writeCtl(bundle, fmt.Sprintf("1 %d %d\n", height, width))
-}
-
 // writeCtl writes one message to the ctl FIFO. conmon holds the FIFO
 // open for reading while it lives, so a non-blocking open fails with
 // ENXIO exactly when conmon is gone.

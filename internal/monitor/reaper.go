@@ -115,7 +115,13 @@ func (r *reaper) reap(pid int) {
 	var ws unix.WaitStatus
 	got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 	if err != nil {
-		if !errors.Is(err, unix.ECHILD) {
+		if errors.Is(err, unix.ECHILD) {
+			// Someone else waited for it (or it was never ours): stop
+			// retrying it on every SIGCHLD.
+			r.mu.Lock()
+			delete(r.adopted, pid)
+			r.mu.Unlock()
+		} else {
 			r.log.Debug("reap", "pid", pid, "error", err)
 		}
 		return
