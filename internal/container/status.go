@@ -194,7 +194,7 @@ func (m *Manager) event(c *container, typ runtimeapi.ContainerEventType) *runtim
 		ev.ContainersStatuses = append(ev.ContainersStatuses, criStatus(o.meta, o.snapshot()))
 	}
 	if sb, err := m.pods.Get(c.meta.PodID); err == nil && sb != nil {
-		ev.PodSandboxStatus = PodStatus(sb)
+		ev.PodSandboxStatus = sb.CRIStatus()
 	}
 	return ev
 }
@@ -206,32 +206,10 @@ func (m *Manager) PublishPodEvent(sb *pod.Sandbox, typ runtimeapi.ContainerEvent
 		ContainerId:        sb.ID,
 		ContainerEventType: typ,
 		CreatedAt:          time.Now().UnixNano(),
-		PodSandboxStatus:   PodStatus(sb),
+		PodSandboxStatus:   sb.CRIStatus(),
 	}
 	for _, o := range m.podContainers(sb.ID) {
 		ev.ContainersStatuses = append(ev.ContainersStatuses, criStatus(o.meta, o.snapshot()))
 	}
 	m.events.Publish(ev)
-}
-
-// PodStatus is the short CRI status of a pod carried by events.
-func PodStatus(sb *pod.Sandbox) *runtimeapi.PodSandboxStatus {
-	state := runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-	if sb.State == pod.StateReady {
-		state = runtimeapi.PodSandboxState_SANDBOX_READY
-	}
-	ps := &runtimeapi.PodSandboxStatus{
-		Id: sb.ID,
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: sb.Metadata.Name, Uid: sb.Metadata.UID,
-			Namespace: sb.Metadata.Namespace, Attempt: sb.Metadata.Attempt},
-		State: state, CreatedAt: sb.CreatedAt.UnixNano(),
-		Labels: maps.Clone(sb.Labels), Annotations: maps.Clone(sb.Annotations), RuntimeHandler: sb.RuntimeHandler,
-	}
-	if len(sb.IPs) > 0 {
-		ps.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: sb.IPs[0]}
-		for _, ip := range sb.IPs[1:] {
-			ps.Network.AdditionalIps = append(ps.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
-		}
-	}
-	return ps
 }

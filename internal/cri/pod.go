@@ -78,7 +78,7 @@ func (s *runtimeService) PodSandboxStatus(_ context.Context, req *runtimeapi.Pod
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: sandboxStatus(sb)}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: sb.CRIStatus()}
 	if req.GetVerbose() {
 		info, err := json.Marshal(sb)
 		if err != nil {
@@ -110,15 +110,7 @@ func (s *runtimeService) ListPodSandbox(_ context.Context, req *runtimeapi.ListP
 	list := pm.List(f)
 	resp := &runtimeapi.ListPodSandboxResponse{Items: make([]*runtimeapi.PodSandbox, 0, len(list))}
 	for _, sb := range list {
-		resp.Items = append(resp.Items, &runtimeapi.PodSandbox{
-			Id:             sb.ID,
-			Metadata:       metadata(sb),
-			State:          sandboxState(sb.State),
-			CreatedAt:      sb.CreatedAt.UnixNano(),
-			Labels:         sb.Labels,
-			Annotations:    sb.Annotations,
-			RuntimeHandler: sb.RuntimeHandler,
-		})
+		resp.Items = append(resp.Items, sb.CRISandbox())
 	}
 	return resp, nil
 }
@@ -135,53 +127,4 @@ func (s *runtimeService) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.
 		}
 	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
-}
-
-func metadata(sb *pod.Sandbox) *runtimeapi.PodSandboxMetadata {
-	return &runtimeapi.PodSandboxMetadata{
-		Name: sb.Metadata.Name, Namespace: sb.Metadata.Namespace,
-		Uid: sb.Metadata.UID, Attempt: sb.Metadata.Attempt,
-	}
-}
-
-func sandboxState(st pod.State) runtimeapi.PodSandboxState {
-	if st == pod.StateReady {
-		return runtimeapi.PodSandboxState_SANDBOX_READY
-	}
-	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-}
-
-func namespaceMode(m pod.Mode) runtimeapi.NamespaceMode {
-	switch m {
-	case pod.ModeNode:
-		return runtimeapi.NamespaceMode_NODE
-	case pod.ModeContainer:
-		return runtimeapi.NamespaceMode_CONTAINER
-	}
-	return runtimeapi.NamespaceMode_POD
-}
-
-func sandboxStatus(sb *pod.Sandbox) *runtimeapi.PodSandboxStatus {
-	st := &runtimeapi.PodSandboxStatus{
-		Id:        sb.ID,
-		Metadata:  metadata(sb),
-		State:     sandboxState(sb.State),
-		CreatedAt: sb.CreatedAt.UnixNano(),
-		Network:   &runtimeapi.PodSandboxNetworkStatus{},
-		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
-			Network: namespaceMode(sb.Namespaces.Network),
-			Pid:     namespaceMode(sb.Namespaces.PID),
-			Ipc:     namespaceMode(sb.Namespaces.IPC),
-		}}},
-		Labels:         sb.Labels,
-		Annotations:    sb.Annotations,
-		RuntimeHandler: sb.RuntimeHandler,
-	}
-	if len(sb.IPs) > 0 {
-		st.Network.Ip = sb.IPs[0]
-		for _, ip := range sb.IPs[1:] {
-			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
-		}
-	}
-	return st
 }

@@ -34,7 +34,7 @@ func TestSandboxStatusConversion(t *testing.T) {
 		IPs:        []string{"10.0.0.2", "fd00::2"},
 		Labels:     map[string]string{"a": "b"},
 	}
-	st := sandboxStatus(sb)
+	st := sb.CRIStatus()
 	if st.GetNetwork().GetIp() != "10.0.0.2" || len(st.GetNetwork().GetAdditionalIps()) != 1 || st.GetNetwork().GetAdditionalIps()[0].GetIp() != "fd00::2" {
 		t.Errorf("network %v", st.GetNetwork())
 	}
@@ -46,7 +46,7 @@ func TestSandboxStatusConversion(t *testing.T) {
 		t.Errorf("status %v", st)
 	}
 	sb.State = pod.StateNotReady
-	if sandboxStatus(sb).GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+	if sb.CRIStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
 		t.Error("not ready")
 	}
 }
