@@ -17,17 +17,20 @@ import (
 )
 
 // handleExit records the exit conmon reported for id (an exit-dir event,
-// or a rescan). Unknown ids are ignored: pod holders share the exit dir,
-// and a container being created is handled by its creator.
+// or a rescan). Unknown ids go to the foreign-exit hook: pod holders
+// share the exit dir; a container being created is handled by its creator.
 func (m *Manager) handleExit(id string) {
 	m.mu.RLock()
 	c := m.ctrs[id]
 	m.mu.RUnlock()
 	if c == nil {
-		// A pod's PID holder, or a container whose creation failed or is
-		// still under way (its creator reads the persist dir itself): the
-		// notification is of no use.
+		// A pod's PID holder (the pod manager's business), or a container
+		// whose creation failed or is still under way (its creator reads
+		// the persist dir itself).
 		m.mon.ClearExit(id)
+		if m.foreign != nil {
+			m.foreign(id)
+		}
 		return
 	}
 	recDir := m.records.Path(id)

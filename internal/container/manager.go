@@ -73,6 +73,9 @@ type Deps struct {
 	Rebooted bool
 	// OOM, if set, counts OOM kills by container name (metrics).
 	OOM OOMCounter
+	// ForeignExit, if set, is told of exits in the exit dir that are not
+	// a container's: the pod manager's PID namespace holders.
+	ForeignExit func(id string)
 }
 
 // OOMCounter is told of every OOM-killed container and of removals, so
@@ -96,6 +99,7 @@ type Manager struct {
 	events  *Events
 	allowed func(string) []string
 	oom     OOMCounter
+	foreign func(id string)
 	seccomp []byte
 	loaded  LoadReport
 	adapted sync.Map // messages already logged
@@ -169,7 +173,7 @@ func New(d Deps) (*Manager, error) {
 	m := &Manager{
 		cfg: d.Config, log: d.Log, images: d.Images, pods: d.Pods, host: host, hier: hier,
 		records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: NewEvents(),
-		allowed: d.AllowedAnnotations, oom: d.OOM, done: make(chan struct{}),
+		allowed: d.AllowedAnnotations, oom: d.OOM, foreign: d.ForeignExit, done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},
 	}
 	if m.log == nil {

@@ -154,7 +154,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// that kept running while berthd was stopped. Pods stop and remove
 	// their containers through it and run PID holders under its conmon.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
-		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations, Rebooted: start.Rebooted, OOM: d.metrics}); err != nil {
+		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations, Rebooted: start.Rebooted, OOM: d.metrics,
+		ForeignExit: d.pods.HolderExited}); err != nil {
 		return err
 	}
 	defer d.containers.Close()

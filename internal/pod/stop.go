@@ -93,6 +93,26 @@ func (m *Manager) release(ctx context.Context, id string, e *entry, force bool) 
 	return nil
 }
 
+// HolderExited is told that the process with this id in the exit dir
+// ended. For a ready pod whose PID namespace holder it is, the pod is no
+// longer ready: the holder was PID 1 of the pod's PID namespace, so every
+// container in it died too and no new one can join. The kubelet then stops
+// the pod (releasing its network) and makes a new one.
+func (m *Manager) HolderExited(id string) {
+	m.mu.Lock()
+	e := m.pods[id]
+	ready := e != nil && e.st.State == StateReady && e.st.Holder != nil
+	m.mu.Unlock()
+	if !ready {
+		return // not a pod, or a stop already under way
+	}
+	m.log.Warn("pod sandbox is no longer ready: its PID namespace holder exited", "id", id)
+	if err := m.setStatus(id, e, func(s *status) { s.State = StateNotReady }); err != nil {
+		m.log.Warn("mark pod not ready", "id", id, "error", err)
+	}
+	m.emit(e, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+}
+
 func (m *Manager) isRemoved(e *entry) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -90,3 +90,35 @@ func sameInode(t *testing.T, a, b string) bool {
 	}
 	return sa.Ino == sb.Ino && sa.Dev == sb.Dev
 }
+
+// TestPodSharedPIDHolderDeath: when the holder (PID 1 of the pod's PID
+// namespace) dies, the pod is reported not ready, and a stop and remove
+// still release everything.
+func TestPodSharedPIDHolderDeath(t *testing.T) {
+	d, tn := startNetDaemon(t, nil)
+	before := snapshotHost(t, d, tn)
+	cfg := podConfig("holder-dies")
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	id := runPod(t, d, cfg)
+	_, info := podStatus(t, d, id)
+	if info.HolderPID <= 0 {
+		t.Fatalf("holder: %+v", info)
+	}
+	if err := syscall.Kill(info.HolderPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := podStatus(t, d, id)
+		if st.GetState() == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod still %v after its PID holder was killed", st.GetState())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopPod(t, d, id)
+	removePod(t, d, id)
+	assertSameHost(t, before, snapshotHost(t, d, tn))
+}
