@@ -100,8 +100,10 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return nil
 	}
 	c.removed = true
+	c.st.Removing = true
 	cleaned := c.cleaned
 	c.mu.Unlock()
+	m.persist(c)
 	if err := m.remove(ctx, c, cleaned); err != nil {
 		c.mu.Lock()
 		c.removed = false
@@ -161,10 +163,13 @@ func (m *Manager) removeLayer(storageID string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := store.Unmount(storageID, true); err != nil && !errors.Is(err, storage.ErrContainerUnknown) && !errors.Is(err, storage.ErrLayerUnknown) {
+	gone := func(err error) bool {
+		return errors.Is(err, storage.ErrContainerUnknown) || errors.Is(err, storage.ErrLayerUnknown) || errors.Is(err, storage.ErrNotAContainer)
+	}
+	if _, err := store.Unmount(storageID, true); err != nil && !gone(err) {
 		return fmt.Errorf("unmount writable layer: %w", err)
 	}
-	if err := store.DeleteContainer(storageID); err != nil && !errors.Is(err, storage.ErrContainerUnknown) {
+	if err := store.DeleteContainer(storageID); err != nil && !gone(err) {
 		return fmt.Errorf("delete writable layer: %w", err)
 	}
 	return nil

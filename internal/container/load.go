@@ -80,6 +80,11 @@ func (m *Manager) load(rebooted bool) LoadReport {
 		}
 		completed := false
 		switch {
+		case serr == nil && st.Removing:
+			m.log.Info("finishing removal of container", "id", id, "name", meta.Name)
+			m.discard(id, &meta, scan()[id], false)
+			rep.Discarded++
+			continue
 		case serr == nil && st.State != StateCreating:
 		case rebooted:
 			m.discard(id, &meta, monitor.Proc{}, true)
@@ -240,7 +245,7 @@ func (m *Manager) discard(id string, meta *Meta, conmon monitor.Proc, removeLog 
 		log.Warn("discard: conmon cgroup", "error", err)
 	}
 	if storageID != "" {
-		if err := m.deleteStorage(storageID); err != nil {
+		if err := m.removeLayer(storageID); err != nil {
 			log.Warn("discard: writable layer", "error", err)
 		}
 	}
@@ -255,25 +260,6 @@ func (m *Manager) discard(id string, meta *Meta, conmon monitor.Proc, removeLog 
 	if err := m.records.Remove(id); err != nil {
 		log.Warn("discard: record", "error", err)
 	}
-}
-
-// deleteStorage unmounts and deletes a writable layer; one that does not
-// exist is fine.
-func (m *Manager) deleteStorage(id string) error {
-	st, err := m.images.Store()
-	if err != nil {
-		return err
-	}
-	if _, err := st.Container(id); err != nil {
-		return nil
-	}
-	if _, err := st.Unmount(id, true); err != nil {
-		m.log.Debug("unmount writable layer", "id", id, "error", err)
-	}
-	if err := st.DeleteContainer(id); err != nil {
-		return fmt.Errorf("delete storage container %s: %w", id, err)
-	}
-	return nil
 }
 
 // bootTime is when the node booted, the best finish time of a container

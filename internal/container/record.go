@@ -112,6 +112,9 @@ type Meta struct {
 type Status struct {
 	Version int   `json:"version"`
 	State   State `json:"state"`
+	// Removing is set when a removal starts: a crash part-way leaves a
+	// record whose removal the next start finishes.
+	Removing bool `json:"removing,omitempty"`
 	// Conmon and Init identify conmon and the container's first process.
 	Conmon     monitor.Proc `json:"conmon"`
 	Init       monitor.Proc `json:"init"`

@@ -129,7 +129,7 @@ func (m *Manager) sweepStorage(orphan func(string) bool, gone map[string]bool) i
 			continue
 		}
 		m.log.Info("sweep: writable layer of no container", "id", c.ID)
-		if err := m.deleteStorage(c.ID); err != nil {
+		if err := m.removeLayer(c.ID); err != nil {
 			m.log.Warn("sweep: writable layer", "id", c.ID, "error", err)
 			continue
 		}
