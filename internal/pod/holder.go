@@ -3,7 +3,6 @@ package pod
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +11,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -190,18 +187,7 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	if err != nil {
 		return err
 	}
-	if err := rt.Kill(ctx, ho.ContainerID, syscall.SIGKILL, false); err != nil && !errors.Is(err, monitor.ErrNotExist) {
-		h.log.Debug("kill holder", "id", ho.ContainerID, "error", err)
-	}
-	// runc delete refuses a container that is still running; SIGKILL on
-	// PID 1 of a namespace takes effect at once, but not synchronously.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		st, err := rt.State(ctx, ho.ContainerID)
-		if err != nil || st.Status == "stopped" {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// --force kills the holder and waits for it before deleting.
 	if err := rt.Delete(ctx, ho.ContainerID, true); err != nil {
 		return fmt.Errorf("delete PID namespace holder: %w", err)
 	}
