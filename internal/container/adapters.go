@@ -24,7 +24,7 @@ func (m *Manager) ExecTarget(id string) (stream.Target, error) {
 	st := c.snapshot()
 	p, err := m.Process(c.meta.ID)
 	if err != nil {
-		p = nil // exec falls back to the bundle's config.json
+		return stream.Target{}, err
 	}
 	return stream.Target{
 		ID:           c.meta.ID,

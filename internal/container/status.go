@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -138,10 +139,10 @@ func (m *Manager) List(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	m.mu.RLock()
 	all := make([]*container, 0, len(m.ctrs))
 	for id, c := range m.ctrs {
-		if !hasPrefix(id, f.GetId()) {
+		if !strings.HasPrefix(id, f.GetId()) {
 			continue
 		}
-		if !hasPrefix(c.meta.PodID, f.GetPodSandboxId()) {
+		if !strings.HasPrefix(c.meta.PodID, f.GetPodSandboxId()) {
 			continue
 		}
 		all = append(all, c)
@@ -167,8 +168,6 @@ func (m *Manager) List(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
 	return out
 }
-
-func hasPrefix(s, p string) bool { return len(p) <= len(s) && s[:len(p)] == p }
 
 func labelsMatch(have, want map[string]string) bool {
 	for k, v := range want {

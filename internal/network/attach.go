@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
@@ -183,7 +184,7 @@ func podIPs(res types.Result) ([]string, error) {
 			}
 		}
 		s := ip.Address.IP.String()
-		if !containsStr(ips, s) {
+		if !slices.Contains(ips, s) {
 			ips = append(ips, s)
 		}
 	}
@@ -191,15 +192,6 @@ func podIPs(res types.Result) ([]string, error) {
 		return nil, errors.New("CNI result has no pod IP")
 	}
 	return ips, nil
-}
-
-func containsStr(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Teardown detaches the pod from network (the name Setup returned). It

@@ -94,23 +94,10 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, st streams, 
 
 // execProcess is the container's process with cmd as its arguments.
 func execProcess(t Target, cmd []string, tty bool) (*specs.Process, error) {
-	var proc specs.Process
-	if t.Process != nil {
-		proc = *t.Process
-	} else {
-		b, err := os.ReadFile(filepath.Join(t.Bundle, "config.json"))
-		if err != nil {
-			return nil, fmt.Errorf("exec in %s: read OCI config: %w", t.ID, err)
-		}
-		var spec specs.Spec
-		if err := json.Unmarshal(b, &spec); err != nil {
-			return nil, fmt.Errorf("exec in %s: parse OCI config: %w", t.ID, err)
-		}
-		if spec.Process == nil {
-			return nil, fmt.Errorf("exec in %s: OCI config has no process", t.ID)
-		}
-		proc = *spec.Process
+	if t.Process == nil {
+		return nil, fmt.Errorf("exec in %s: the container's process is unknown", t.ID)
 	}
+	proc := *t.Process
 	proc.Args = cmd
 	proc.CommandLine = ""
 	proc.Terminal = tty

@@ -190,7 +190,22 @@ func runDetached(t *testing.T, args []string, mutate func(*specs.Spec)) Target {
 		t.Fatalf("runc run: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { removeContainer(root, id) })
-	return Target{ID: id, Running: true, RuntimePath: runcPath, RuntimeRoot: root, Bundle: b}
+	return Target{ID: id, Running: true, RuntimePath: runcPath, RuntimeRoot: root, Bundle: b, Process: bundleProcess(t, b)}
+}
+
+// bundleProcess is the process of the bundle's config.json, as the
+// container manager hands it to the stream server.
+func bundleProcess(t *testing.T, b string) *specs.Process {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Process
 }
 
 func removeContainer(root, id string) {
@@ -289,7 +304,7 @@ func runConmon(t *testing.T, args []string, o conmonOpts) Target {
 		t.Fatalf("runc start: %v\n%s", err, out)
 	}
 	return Target{
-		ID: id, Running: true, RuntimePath: runcPath, RuntimeRoot: root, Bundle: b,
+		ID: id, Running: true, RuntimePath: runcPath, RuntimeRoot: root, Bundle: b, Process: bundleProcess(t, b),
 		AttachSocket: filepath.Join(attachDir, id, "attach"), ControlFIFO: filepath.Join(b, "ctl"),
 		TTY: o.tty, Stdin: o.stdin, StdinOnce: o.stdinOnce,
 	}
