@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -189,44 +188,49 @@ func readPidFile(p string) (int, error) {
 }
 
 // WaitExit blocks until p exits or ctx ends. It is event driven: the
-// pidfd becomes readable when the process exits (as a zombie too), and
-// the runtime's poller wakes the goroutine; nothing polls.
+// pidfd becomes readable when the process exits (as a zombie too). It
+// waits in poll(2), level-triggered, together with a pipe that ctx closes,
+// so an exit at any moment after the pidfd is opened is seen.
 func (p Proc) WaitExit(ctx context.Context) error {
 	if p.PID <= 0 {
 		return nil
 	}
-	fd, err := unix.PidfdOpen(p.PID, unix.PIDFD_NONBLOCK)
+	fd, err := unix.PidfdOpen(p.PID, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return nil
 		}
 		return fmt.Errorf("pidfd_open %d: %w", p.PID, err)
 	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
+	defer unix.Close(fd)
 	if st, err := readStat(p.PID); err != nil || st.startTime != p.StartTime || st.state == 'Z' {
 		return nil
 	}
-	rc, err := f.SyscallConn()
+	cancelR, cancelW, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("pidfd of %d: %w", p.PID, err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
-	defer stop()
-	first := true
-	err = rc.Read(func(uintptr) bool {
-		if first {
-			first = false
-			// Not exited at the check above; wait for readability.
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		return fmt.Errorf("wait for %d: %w", p.PID, err)
 	}
-	return nil
+	defer cancelR.Close()
+	stop := context.AfterFunc(ctx, func() { cancelW.Close() })
+	defer func() {
+		if stop() {
+			cancelW.Close()
+		}
+	}()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(cancelR.Fd()), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for %d: %w", p.PID, err)
+		}
+		if fds[0].Revents != 0 {
+			return nil
+		}
+		if fds[1].Revents != 0 {
+			return ctx.Err()
+		}
+	}
 }
