@@ -3,6 +3,7 @@ package pod
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -187,7 +190,17 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	if err != nil {
 		return err
 	}
-	// --force kills the holder and waits for it before deleting.
+	// Kill, then wait for the exit on the holder's pidfd: runc delete
+	// --force alone would sleep in 100 ms steps until it is gone.
+	proc, perr := monitor.NewProc(ho.Pid)
+	if err := rt.Kill(ctx, ho.ContainerID, syscall.SIGKILL, false); err != nil && !errors.Is(err, monitor.ErrNotExist) {
+		h.log.Debug("kill holder", "id", ho.ContainerID, "error", err)
+	}
+	if perr == nil {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = proc.WaitExit(wctx)
+		cancel()
+	}
 	if err := rt.Delete(ctx, ho.ContainerID, true); err != nil {
 		return fmt.Errorf("delete PID namespace holder: %w", err)
 	}
