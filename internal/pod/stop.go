@@ -17,6 +17,20 @@ import (
 // ports), /dev/shm and the pinned namespaces. It is idempotent and
 // succeeds for a pod that is already gone or half torn down.
 func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
+	return m.withPod(idOrPrefix, func(id string, e *entry) error {
+		if r := m.containerReaper(); r != nil {
+			if err := r.StopPodContainers(ctx, id); err != nil {
+				return fmt.Errorf("stop containers of pod %s: %w", id, err)
+			}
+		}
+		return m.release(ctx, id, e, false)
+	})
+}
+
+// withPod runs f on the pod under its operation lock. A pod that is
+// unknown or already removed is a success without calling f: Stop and
+// Remove are idempotent.
+func (m *Manager) withPod(idOrPrefix string, f func(id string, e *entry) error) error {
 	id, e, err := m.lookup(idOrPrefix)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
@@ -29,12 +43,7 @@ func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
 	if m.isRemoved(e) {
 		return nil
 	}
-	if r := m.containerReaper(); r != nil {
-		if err := r.StopPodContainers(ctx, id); err != nil {
-			return fmt.Errorf("stop containers of pod %s: %w", id, err)
-		}
-	}
-	return m.release(ctx, id, e, false)
+	return f(id, e)
 }
 
 // release frees what a running pod holds. With force (Remove), a CNI
@@ -122,18 +131,10 @@ func (m *Manager) isRemoved(e *entry) bool {
 // Remove removes a pod and its containers, stopping whatever still runs,
 // and deletes everything it has on disk. It is idempotent.
 func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
-	id, e, err := m.lookup(idOrPrefix)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if m.isRemoved(e) {
-		return nil
-	}
+	return m.withPod(idOrPrefix, func(id string, e *entry) error { return m.remove(ctx, id, e) })
+}
+
+func (m *Manager) remove(ctx context.Context, id string, e *entry) error {
 	if r := m.containerReaper(); r != nil {
 		if err := r.RemovePodContainers(ctx, id); err != nil {
 			return fmt.Errorf("remove containers of pod %s: %w", id, err)
