@@ -90,18 +90,29 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			m.discard(id, &meta, monitor.Proc{}, true)
 			rep.Discarded++
 			continue
+		case !store.IsCorrupt(serr):
+			// Creation was cut short: the client never got this id. Even
+			// if conmon went on to create the container, it dies on
+			// the sync pipe whose reader is gone, so nothing here can
+			// be completed safely; the kubelet's retry makes it anew.
+			m.log.Info("removing container whose creation was interrupted", "id", id, "name", meta.Name)
+			m.discard(id, &meta, scan()[id], true)
+			rep.Discarded++
+			continue
 		default:
-			rebuilt, ok := m.rebuild(&meta, scan()[id], store.IsCorrupt(serr))
+			// The status record is unreadable: rebuild it from conmon,
+			// its exit file and the runtime.
+			rebuilt, ok := m.rebuild(&meta, scan()[id], true)
 			if !ok {
-				m.log.Info("removing container whose creation was interrupted", "id", id, "name", meta.Name)
-				m.discard(id, &meta, scan()[id], !store.IsCorrupt(serr))
+				m.log.Info("removing container whose status cannot be rebuilt", "id", id, "name", meta.Name)
+				m.discard(id, &meta, scan()[id], false)
 				rep.Discarded++
 				continue
 			}
 			st = rebuilt
 			rep.Completed++
 			completed = true
-			m.log.Info("completed container whose creation was interrupted", "id", id, "state", st.State)
+			m.log.Info("rebuilt container status", "id", id, "state", st.State)
 		}
 		c := &container{meta: &meta, op: make(chan struct{}, 1), st: st, exited: make(chan struct{})}
 		changed := completed
