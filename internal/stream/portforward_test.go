@@ -145,7 +145,10 @@ func TestPortForwardNoListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pair := func(id, port string) (errStream, data io.ReadWriteCloser) {
+	// pair opens the error and data streams of one request. The data
+	// stream may be reset by the server as soon as the dial has failed,
+	// before CreateStream returns: that is dataErr.
+	pair := func(id, port string) (errStream, data io.ReadWriteCloser, dataErr error) {
 		h := http.Header{}
 		h.Set("streamType", "error")
 		h.Set("port", port)
@@ -157,19 +160,21 @@ func TestPortForwardNoListener(t *testing.T) {
 		es.Close()
 		h.Set("streamType", "data")
 		ds, err := conn.CreateStream(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return es, ds
+		return es, ds, err
 	}
-	es, ds := pair("1", "18099")
+	es, ds, _ := pair("1", "18099")
 	msg, _ := io.ReadAll(es)
 	if !strings.Contains(string(msg), "connection refused") {
 		t.Errorf("error stream: %q", msg)
 	}
-	ds.Close()
+	if ds != nil {
+		ds.Close()
+	}
 
-	es, ds = pair("2", "18082")
+	es, ds, err = pair("2", "18082")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := io.WriteString(ds, "GET /index.html HTTP/1.0\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
