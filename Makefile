@@ -1,6 +1,8 @@
 # berth build, test and benchmark entry points.
 export GOFLAGS := -buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper,containers_image_ostree_stub
 BIN := bin
+# Go lives here on the machines berth targets, whatever the caller's PATH.
+export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
