@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/pod"
@@ -190,7 +191,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	if err != nil {
 		return "", err
 	}
-	id, err := newID()
+	id, err := ident.NewID()
 	if err != nil {
 		return "", err
 	}

@@ -19,8 +19,6 @@ package container
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -245,14 +243,6 @@ func (m *Manager) logAdapted(msgs []string) {
 			m.log.Warn("adapting containers to this host", "change", s)
 		}
 	}
-}
-
-func newID() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("container id: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }
 
 // get finds a container by full id or unique id prefix.

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/pod"
 )
 
@@ -154,7 +155,7 @@ func (m *Manager) List(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 		if f.GetState() != nil && criState(st.State) != f.GetState().GetState() {
 			continue
 		}
-		if !labelsMatch(c.meta.Labels, f.GetLabelSelector()) {
+		if !ident.LabelsMatch(c.meta.Labels, f.GetLabelSelector()) {
 			continue
 		}
 		out = append(out, &runtimeapi.Container{
@@ -167,15 +168,6 @@ func (m *Manager) List(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
 	return out
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // event builds a lifecycle event: the container, the statuses of all the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
 	"github.com/berth-cri/berth/internal/store"
@@ -192,7 +193,7 @@ func (m *Manager) List(f Filter) []*Sandbox {
 		if f.State != "" && e.st.State != f.State {
 			continue
 		}
-		if !labelsMatch(e.rec.Labels, f.Labels) {
+		if !ident.LabelsMatch(e.rec.Labels, f.Labels) {
 			continue
 		}
 		out = append(out, snapshot(e))
@@ -200,15 +201,6 @@ func (m *Manager) List(f Filter) []*Sandbox {
 	m.mu.Unlock()
 	slices.SortFunc(out, func(a, b *Sandbox) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // snapshot copies e into a Sandbox; the caller holds m.mu.

@@ -2,8 +2,6 @@ package pod
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +9,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
 )
@@ -88,18 +87,10 @@ func (m *Manager) Run(ctx context.Context, pc *runtimeapi.PodSandboxConfig, hand
 	}
 }
 
-func newID() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate pod id: %w", err)
-	}
-	return hex.EncodeToString(b), nil
-}
-
 // create is the pipeline. Every step that makes something pushes its
 // undo; any failure unwinds them all, leaving nothing behind.
 func (m *Manager) create(ctx context.Context, rec *record) (id string, err error) {
-	if id, err = newID(); err != nil {
+	if id, err = ident.NewID(); err != nil {
 		return "", err
 	}
 	var undo undoStack

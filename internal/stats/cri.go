@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/ident"
 )
 
 // ContainerStats reports one container by id or unique id prefix.
@@ -35,7 +36,7 @@ func (c *Collector) ListContainerStats(_ context.Context, f *runtimeapi.Containe
 	}
 	out := make([]*runtimeapi.ContainerStats, 0, len(all))
 	for _, t := range all {
-		if !strings.HasPrefix(t.ID, f.GetId()) || !strings.HasPrefix(t.PodID, f.GetPodSandboxId()) || !labelsMatch(t.Labels, f.GetLabelSelector()) {
+		if !strings.HasPrefix(t.ID, f.GetId()) || !strings.HasPrefix(t.PodID, f.GetPodSandboxId()) || !ident.LabelsMatch(t.Labels, f.GetLabelSelector()) {
 			continue
 		}
 		out = append(out, c.containerStats(t))
@@ -70,7 +71,7 @@ func (c *Collector) ListPodSandboxStats(_ context.Context, f *runtimeapi.PodSand
 	byPod := groupByPod(all)
 	out := make([]*runtimeapi.PodSandboxStats, 0, len(pods))
 	for _, p := range pods {
-		if !strings.HasPrefix(p.ID, f.GetId()) || !labelsMatch(p.Labels, f.GetLabelSelector()) {
+		if !strings.HasPrefix(p.ID, f.GetId()) || !ident.LabelsMatch(p.Labels, f.GetLabelSelector()) {
 			continue
 		}
 		out = append(out, c.podStats(p, byPod[p.ID]))
@@ -84,15 +85,6 @@ func groupByPod(all []ContainerTarget) map[string][]ContainerTarget {
 		m[t.PodID] = append(m[t.PodID], t)
 	}
 	return m
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *Collector) containerStats(t ContainerTarget) *runtimeapi.ContainerStats {
