@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,12 +20,26 @@ func lockRunDir(runDir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if err == unix.EWOULDBLOCK {
+	// A child that a killed berthd was starting (forked, not yet
+	// exec'd) briefly holds the lock too; a running daemon holds it for
+	// good. Waiting a little tells the two apart.
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if err != unix.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
 			return nil, fmt.Errorf("another berthd is running on run dir %s (%s is locked): its socket is in use", runDir, path)
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		time.Sleep(20 * time.Millisecond)
 	}
-	return f, nil
 }
+
+// lockWait is how long a held run-dir lock may take to be released.
+const lockWait = 2 * time.Second
