@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // BuildFlags is the GOFLAGS value berth's binaries are built with.
@@ -13,18 +14,8 @@ const BuildFlags = "-buildvcs=false -tags=containers_image_openpgp,exclude_graph
 	"exclude_graphdriver_devicemapper,containers_image_ostree_stub"
 
 // BuildBinaries builds ./cmd/berthd, ./cmd/berth and the static
-// ./cmd/berth-pause (which berthd looks for next to itself) into dir. Call it once
-// from a package's TestMain and pass dir as DaemonOptions.BinDir:
-//
-//	func TestMain(m *testing.M) {
-//		dir, err := os.MkdirTemp("", "berth-bin")
-//		if err == nil { err = testutil.BuildBinaries(dir) }
-//		if err != nil { fmt.Fprintln(os.Stderr, err); os.Exit(1) }
-//		binDir = dir
-//		code := m.Run()
-//		os.RemoveAll(dir)
-//		os.Exit(code)
-//	}
+// ./cmd/berth-pause (which berthd looks for next to itself) into dir.
+// Test packages normally call it through RunWithBinaries.
 func BuildBinaries(dir string) error {
 	root, err := moduleRoot()
 	if err != nil {
@@ -70,4 +61,26 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// RunWithBinaries is the body of a TestMain for tests that run the real
+// binaries: it sets *binDir to BERTH_TEST_BIN_DIR when that names binaries
+// built beforehand (quicker when iterating), or else builds them into a
+// temporary dir, runs the tests and removes it. It returns the exit code.
+func RunWithBinaries(m *testing.M, binDir *string) int {
+	if dir := os.Getenv("BERTH_TEST_BIN_DIR"); dir != "" {
+		*binDir = dir
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "berth-bin")
+	if err == nil {
+		err = BuildBinaries(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	*binDir = dir
+	return m.Run()
 }

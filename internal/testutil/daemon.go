@@ -65,7 +65,7 @@ type Daemon struct {
 	Cmd *exec.Cmd
 
 	opts    DaemonOptions
-	log     *syncBuffer
+	log     *SyncBuffer
 	exited  chan struct{} // closed when Cmd has been waited for
 	waitErr error         // Cmd.Wait's result, set before exited closes
 	killed  bool          // the current process was ended by Kill
@@ -104,7 +104,7 @@ func NewDaemon(t testing.TB, opts DaemonOptions) *Daemon {
 		CNIDir:     filepath.Join(dir, "cni"),
 		BinDir:     opts.BinDir,
 		opts:       opts,
-		log:        &syncBuffer{},
+		log:        &SyncBuffer{},
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -307,19 +307,20 @@ func (d *Daemon) closeConn() {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's concurrent writers.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers, e.g. a
+// process's stderr or a logger read by the test.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -14,23 +13,7 @@ import (
 // binDir holds the berthd and berth binaries built once for all tests.
 var binDir string
 
-// TestMain builds the binaries once. BERTH_TEST_BIN_DIR names a dir of
-// binaries built beforehand instead (quicker when iterating).
+// TestMain builds the binaries once (or takes BERTH_TEST_BIN_DIR's).
 func TestMain(m *testing.M) {
-	if dir := os.Getenv("BERTH_TEST_BIN_DIR"); dir != "" {
-		binDir = dir
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "berth-bin")
-	if err == nil {
-		err = testutil.BuildBinaries(dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, &binDir))
 }

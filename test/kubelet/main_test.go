@@ -49,20 +49,5 @@ func TestMain(m *testing.M) {
 	}
 	kubeletVersion = strings.TrimSpace(string(out))
 	fmt.Printf("kubelet under test: %s (%s)\n", kubeletVersion, kubeletBin)
-	if dir := os.Getenv("BERTH_TEST_BIN_DIR"); dir != "" {
-		binDir = dir
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "berth-bin")
-	if err == nil {
-		err = testutil.BuildBinaries(dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, &binDir))
 }
