@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testutil"
 )
 
 func attachURL(t *testing.T, s *Server, req *runtimeapi.AttachRequest) string {
@@ -38,11 +39,11 @@ func TestAttachStdio(t *testing.T) {
 	ctrs.set("c1", tg)
 	for _, word := range []string{"first", "second"} {
 		inR, inW := io.Pipe()
-		var out, errb syncBuffer
+		var out, errb testutil.SyncBuffer
 		u := attachURL(t, s, &runtimeapi.AttachRequest{ContainerId: "c1", Stdin: true, Stdout: true, Stderr: true})
 		done := make(chan error, 1)
 		go func() {
-			done <- stream(t.Context(), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Stderr: &errb})
+			done <- testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Stderr: &errb})
 		}()
 		// Until the attach is connected, input would go nowhere.
 		waitFor(t, 10*time.Second, "the attach session", func() bool { return s.Sessions() == 1 })
@@ -76,11 +77,11 @@ func TestAttachOutputAndDetach(t *testing.T) {
 	s, ctrs := newTestServer(t, nil)
 	tg := runConmon(t, []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"}, conmonOpts{})
 	ctrs.set("c1", tg)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(t.Context())
 	u := attachURL(t, s, &runtimeapi.AttachRequest{ContainerId: "c1", Stdout: true})
 	done := make(chan error, 1)
-	go func() { done <- stream(ctx, u, remotecommand.StreamOptions{Stdout: &out}) }()
+	go func() { done <- testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: &out}) }()
 	waitFor(t, 10*time.Second, "output", func() bool { return strings.Count(out.String(), "tick") >= 3 })
 	cancel()
 	<-done
@@ -99,15 +100,15 @@ func TestAttachTTYResize(t *testing.T) {
 	ctrs.set("c1", tg)
 	inR, inW := io.Pipe()
 	defer inW.Close()
-	var out syncBuffer
-	sizes := make(sizeQueue, 4)
+	var out testutil.SyncBuffer
+	sizes := make(testutil.SizeQueue, 4)
 	defer close(sizes)
 	sizes <- remotecommand.TerminalSize{Width: 100, Height: 30}
 	u := attachURL(t, s, &runtimeapi.AttachRequest{ContainerId: "c1", Stdin: true, Stdout: true, Tty: true})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() {
-		_ = stream(ctx, u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
+		_ = testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
 	}()
 	waitFor(t, 10*time.Second, "the attach session", func() bool { return s.Sessions() == 1 })
 	time.Sleep(200 * time.Millisecond)
@@ -127,10 +128,12 @@ func TestAttachStdinOnce(t *testing.T) {
 	tg := runConmon(t, []string{"sh", "-c", "cat; echo cat-done"}, conmonOpts{stdin: true, stdinOnce: true})
 	ctrs.set("c1", tg)
 	inR, inW := io.Pipe()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	u := attachURL(t, s, &runtimeapi.AttachRequest{ContainerId: "c1", Stdin: true, Stdout: true})
 	done := make(chan error, 1)
-	go func() { done <- stream(t.Context(), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out}) }()
+	go func() {
+		done <- testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out})
+	}()
 	waitFor(t, 10*time.Second, "the attach session", func() bool { return s.Sessions() == 1 })
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(inW, "abc\n")

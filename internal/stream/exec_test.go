@@ -22,6 +22,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testutil"
 )
 
 // execURL asks the server for an exec URL.
@@ -55,7 +56,7 @@ func TestExecPipes(t *testing.T) {
 
 	var out, errb bytes.Buffer
 	u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, Stdout: true, Stderr: true})
-	err := stream(ctx, u, remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
+	err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
 	if got := exitCode(t, err); got != 3 {
 		t.Errorf("exit code %d, want 3", got)
 	}
@@ -65,7 +66,7 @@ func TestExecPipes(t *testing.T) {
 
 	out.Reset()
 	u = execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"cat"}, Stdin: true, Stdout: true})
-	if err := stream(ctx, u, remotecommand.StreamOptions{Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out}); err != nil {
+	if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out}); err != nil {
 		t.Fatalf("cat: %v", err)
 	}
 	if out.String() != "hello\nworld\n" {
@@ -73,7 +74,7 @@ func TestExecPipes(t *testing.T) {
 	}
 
 	// Tokens are single use.
-	if err := stream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard}); err == nil {
+	if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard}); err == nil {
 		t.Error("a used token worked again")
 	}
 }
@@ -93,7 +94,7 @@ func TestExecMissingOrNotExecutable(t *testing.T) {
 	} {
 		var errb bytes.Buffer
 		u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{tc.cmd}, Stdout: true, Stderr: true})
-		err := stream(t.Context(), u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: &errb})
+		err := testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: &errb})
 		if got := exitCode(t, err); got != tc.code {
 			t.Errorf("%s: exit code %d, want %d (%v)", tc.cmd, got, tc.code, err)
 		}
@@ -119,7 +120,7 @@ func TestExecProcessSettings(t *testing.T) {
 	var out bytes.Buffer
 	u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Stdout: true, Cmd: []string{"sh", "-c",
 		`id -u; id -g; pwd; echo $BERTH_TEST; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status`}})
-	if err := stream(t.Context(), u, remotecommand.StreamOptions{Stdout: &out}); err != nil {
+	if err := testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -148,13 +149,13 @@ func TestExecTTYInteractive(t *testing.T) {
 	s, ctrs := newTestServer(t, nil)
 	ctrs.set("c1", runDetached(t, []string{"sleep", "1000"}, nil))
 	inR, inW := io.Pipe()
-	var out syncBuffer
-	sizes := make(sizeQueue, 4)
+	var out testutil.SyncBuffer
+	sizes := make(testutil.SizeQueue, 4)
 	sizes <- remotecommand.TerminalSize{Width: 120, Height: 40}
 	u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sh"}, Tty: true, Stdin: true, Stdout: true})
 	done := make(chan error, 1)
 	go func() {
-		done <- stream(t.Context(), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
+		done <- testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
 	}()
 	waitFor(t, 10*time.Second, "a prompt", func() bool { return strings.Contains(out.String(), "# ") })
 	io.WriteString(inW, "stty size\n")
@@ -224,7 +225,7 @@ func TestExecSessionEnds(t *testing.T) {
 	start := func(ctx context.Context) chan error {
 		done := make(chan error, 1)
 		u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sleep", "999"}, Stdout: true})
-		go func() { done <- stream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard}) }()
+		go func() { done <- testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard}) }()
 		waitFor(t, 10*time.Second, "the exec", func() bool { return sleepers(t) == base+1 })
 		return done
 	}
@@ -327,24 +328,24 @@ func testNoLeaks(t *testing.T, mutate func(*specs.Spec)) {
 		case 0, 1: // plain, with stdin
 			u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"cat"}, Stdin: true, Stdout: true, Stderr: true})
 			var out bytes.Buffer
-			if err := stream(ctx, u, remotecommand.StreamOptions{Stdin: strings.NewReader("x"), Stdout: &out, Stderr: io.Discard}); err != nil || out.String() != "x" {
+			if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdin: strings.NewReader("x"), Stdout: &out, Stderr: io.Discard}); err != nil || out.String() != "x" {
 				t.Fatalf("exec %d: %v %q", i, err, out.String())
 			}
 		case 2: // tty
 			u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"echo", "hi"}, Tty: true, Stdout: true})
-			if err := stream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Tty: true}); err != nil {
+			if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Tty: true}); err != nil {
 				t.Fatalf("exec %d: %v", i, err)
 			}
 		case 3: // missing binary
 			u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"nosuch"}, Stdout: true, Stderr: true})
-			_ = stream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard})
+			_ = testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard})
 		case 4: // the client leaves mid-stream
 			u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sh", "-c", "echo go; sleep 30"}, Stdout: true})
 			r, w := io.Pipe()
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				_ = stream(ctx, u, remotecommand.StreamOptions{Stdout: w})
+				_ = testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: w})
 				w.Close()
 			}()
 			buf := make([]byte, 3)
@@ -376,7 +377,7 @@ func TestCloseEndsSessions(t *testing.T) {
 	base := sleepers(t)
 	u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sleep", "999"}, Stdout: true})
 	done := make(chan error, 1)
-	go func() { done <- stream(t.Context(), u, remotecommand.StreamOptions{Stdout: io.Discard}) }()
+	go func() { done <- testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdout: io.Discard}) }()
 	waitFor(t, 10*time.Second, "the exec", func() bool { return sleepers(t) == base+1 })
 	start := time.Now()
 	if err := s.Close(); err != nil {
@@ -428,7 +429,9 @@ func TestExecStaysInSession(t *testing.T) {
 	for _, tty := range []bool{false, true} {
 		u := execURL(t, s, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sh", "-c", "sleep 1; exit 5"}, Tty: tty, Stdout: true})
 		done := make(chan error, 1)
-		go func() { done <- stream(t.Context(), u, remotecommand.StreamOptions{Stdout: io.Discard, Tty: tty}) }()
+		go func() {
+			done <- testutil.StreamSPDY(t.Context(), u, remotecommand.StreamOptions{Stdout: io.Discard, Tty: tty})
+		}()
 		waitFor(t, 10*time.Second, "the runtime process", func() bool { return len(children()) > 0 })
 		for _, c := range children() {
 			if f := strings.Fields(c); f[1] != strconv.Itoa(sid) {

@@ -2,12 +2,10 @@ package stream
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +17,6 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )
@@ -323,48 +319,6 @@ func socketPair(t *testing.T) (*net.UnixConn, *os.File) {
 		t.Fatal(err)
 	}
 	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "child")
-}
-
-// stream runs one exec or attach session with the SPDY client kubectl uses.
-func stream(ctx context.Context, rawURL string, opts remotecommand.StreamOptions) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return err
-	}
-	ex, err := remotecommand.NewSPDYExecutor(&rest.Config{}, "POST", u)
-	if err != nil {
-		return err
-	}
-	return ex.StreamWithContext(ctx, opts)
-}
-
-// sizeQueue hands out terminal sizes from a channel.
-type sizeQueue chan remotecommand.TerminalSize
-
-func (q sizeQueue) Next() *remotecommand.TerminalSize {
-	sz, ok := <-q
-	if !ok {
-		return nil
-	}
-	return &sz
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitFor polls cond until it holds or the timeout passes.

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
-	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	utilexec "k8s.io/utils/exec"
@@ -98,47 +97,6 @@ func (e *streamEnv) execURL(t *testing.T, req *runtimeapi.ExecRequest) string {
 		t.Fatalf("Exec: %v", err)
 	}
 	return resp.GetUrl()
-}
-
-// spdyStream runs an exec or attach session with client-go's SPDY
-// executor, as the kubelet's proxy hands it to the runtime.
-func spdyStream(ctx context.Context, rawURL string, opts remotecommand.StreamOptions) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return err
-	}
-	ex, err := remotecommand.NewSPDYExecutor(&rest.Config{}, "POST", u)
-	if err != nil {
-		return err
-	}
-	return ex.StreamWithContext(ctx, opts)
-}
-
-type sizeQueue chan remotecommand.TerminalSize
-
-func (q sizeQueue) Next() *remotecommand.TerminalSize {
-	sz, ok := <-q
-	if !ok {
-		return nil
-	}
-	return &sz
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/client-go/tools/remotecommand"
@@ -21,14 +22,14 @@ func TestStreamExecTTY(t *testing.T) {
 	id := e.container(t, "sleeper", []string{"sleep", "1000"}, nil)
 	inR, inW := io.Pipe()
 	defer inW.Close()
-	var out lockedBuffer
-	sizes := make(sizeQueue, 4)
+	var out testutil.SyncBuffer
+	sizes := make(testutil.SizeQueue, 4)
 	defer close(sizes)
 	sizes <- remotecommand.TerminalSize{Width: 120, Height: 40}
 	u := e.execURL(t, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"/bin/sh"}, Tty: true, Stdin: true, Stdout: true})
 	done := make(chan error, 1)
 	go func() {
-		done <- spdyStream(ctxT(t, time.Minute), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
+		done <- testutil.StreamSPDY(ctxT(t, time.Minute), u, remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
 	}()
 	eventually(t, "a prompt", func() bool { return strings.Contains(out.String(), "# ") })
 	io.WriteString(inW, "echo $((6*7))\n")
@@ -59,14 +60,14 @@ func TestStreamExecErrors(t *testing.T) {
 
 	var errb bytes.Buffer
 	u := e.execURL(t, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"no-such-binary"}, Stdout: true, Stderr: true})
-	err := spdyStream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: &errb})
+	err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: &errb})
 	if got := exitStatus(t, err); got != 127 || !strings.Contains(errb.String(), "not found") {
 		t.Errorf("missing binary: exit %d, stderr %q", got, errb.String())
 	}
-	if err := spdyStream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard}); err == nil {
+	if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard}); err == nil {
 		t.Error("a used token worked again")
 	}
-	if err := spdyStream(ctx, strings.Replace(u, "/exec/", "/exec/x", 1), remotecommand.StreamOptions{Stdout: io.Discard}); err == nil {
+	if err := testutil.StreamSPDY(ctx, strings.Replace(u, "/exec/", "/exec/x", 1), remotecommand.StreamOptions{Stdout: io.Discard}); err == nil {
 		t.Error("an unknown token worked")
 	}
 
@@ -78,7 +79,7 @@ func TestStreamExecErrors(t *testing.T) {
 	// A running exec ends when its container stops.
 	done := make(chan error, 1)
 	u = e.execURL(t, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sleep", "999"}, Stdout: true})
-	go func() { done <- spdyStream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard}) }()
+	go func() { done <- testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard}) }()
 	time.Sleep(500 * time.Millisecond)
 	if _, err := e.d.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 2}); err != nil {
 		t.Fatal(err)
@@ -108,10 +109,10 @@ func TestStreamExecSharedPID(t *testing.T) {
 		}}
 	})
 	ctx := ctxT(t, time.Minute)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	u := e.execURL(t, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sh", "-c", "echo started; exec sleep 999"}, Stdout: true})
 	done := make(chan error, 1)
-	go func() { done <- spdyStream(ctx, u, remotecommand.StreamOptions{Stdout: &out}) }()
+	go func() { done <- testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: &out}) }()
 	eventually(t, "the exec", func() bool { return strings.Contains(out.String(), "started") })
 	if _, err := e.d.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 2}); err != nil {
 		t.Fatal(err)
@@ -138,10 +139,10 @@ func TestStreamAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	inR, inW := io.Pipe()
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- spdyStream(ctx, resp.GetUrl(), remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Stderr: io.Discard})
+		done <- testutil.StreamSPDY(ctx, resp.GetUrl(), remotecommand.StreamOptions{Stdin: inR, Stdout: &out, Stderr: io.Discard})
 	}()
 	eventually(t, "the container's output", func() bool { return strings.Contains(out.String(), "tick") })
 	io.WriteString(inW, "ping\n")
@@ -174,12 +175,12 @@ func TestStreamExecNoLeaks(t *testing.T) {
 		case 0, 1:
 			var out bytes.Buffer
 			u := e.execURL(t, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"cat"}, Stdin: true, Stdout: true, Stderr: true})
-			if err := spdyStream(ctx, u, remotecommand.StreamOptions{Stdin: strings.NewReader("x"), Stdout: &out, Stderr: io.Discard}); err != nil || out.String() != "x" {
+			if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdin: strings.NewReader("x"), Stdout: &out, Stderr: io.Discard}); err != nil || out.String() != "x" {
 				t.Fatalf("exec %d: %v %q", i, err, out.String())
 			}
 		case 2:
 			u := e.execURL(t, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"echo", "hi"}, Tty: true, Stdout: true})
-			if err := spdyStream(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Tty: true}); err != nil {
+			if err := testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: io.Discard, Tty: true}); err != nil {
 				t.Fatalf("exec %d: %v", i, err)
 			}
 		case 3:
@@ -188,7 +189,7 @@ func TestStreamExecNoLeaks(t *testing.T) {
 			finished := make(chan struct{})
 			go func() {
 				defer close(finished)
-				_ = spdyStream(ctx, u, remotecommand.StreamOptions{Stdout: w})
+				_ = testutil.StreamSPDY(ctx, u, remotecommand.StreamOptions{Stdout: w})
 				w.Close()
 			}()
 			_, _ = io.ReadFull(r, make([]byte, 3))
