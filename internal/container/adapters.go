@@ -1,36 +1,26 @@
 package container
 
 import (
-	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
-	"github.com/berth-cri/berth/internal/stream"
-)
-
-// The manager is what the other services need to know about containers.
-var (
-	_ pod.ContainerReaper        = (*Manager)(nil)
-	_ stream.ContainerLookup     = (*Manager)(nil)
-	_ stats.ContainerSource      = (*Manager)(nil)
-	_ interface{ Close() error } = (*Manager)(nil)
 )
 
 // ExecTarget describes a container for exec and attach.
-func (m *Manager) ExecTarget(id string) (stream.Target, error) {
+func (m *Manager) ExecTarget(id string) (runtime.ExecTarget, error) {
 	c, err := m.get(id)
 	if err != nil {
-		return stream.Target{}, err
+		return runtime.ExecTarget{}, err
 	}
 	m.checkConmon(c)
 	st := c.snapshot()
 	p, err := m.Process(c.meta.ID)
 	if err != nil {
-		return stream.Target{}, err
+		return runtime.ExecTarget{}, err
 	}
-	return stream.Target{
+	return runtime.ExecTarget{
 		ID:           c.meta.ID,
 		Running:      st.State == StateRunning,
-		RuntimePath:  c.meta.Runtime.Path,
-		RuntimeRoot:  c.meta.Runtime.Root,
+		Runtime:      c.meta.Runtime,
 		Bundle:       c.meta.Bundle,
 		Process:      p,
 		AttachSocket: m.mon.AttachSocket(c.meta.ID),

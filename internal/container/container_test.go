@@ -15,33 +15,9 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 )
-
-func TestEventsFanOutAndDrop(t *testing.T) {
-	ev := NewEvents()
-	a, b := ev.Subscribe(), ev.Subscribe()
-	defer a.Close()
-	for i := range eventBuffer + 10 {
-		ev.Publish(&runtimeapi.ContainerEventResponse{ContainerId: string(rune('a' + i%26))})
-		if i < 3 {
-			<-b.C // b keeps up for a while
-		}
-	}
-	if a.Dropped() != 10 || len(a.C) != eventBuffer {
-		t.Fatalf("a: dropped %d, queued %d", a.Dropped(), len(a.C))
-	}
-	if b.Dropped() != 7 || ev.Dropped() != 17 {
-		t.Fatalf("b dropped %d, total %d", b.Dropped(), ev.Dropped())
-	}
-	if first := <-a.C; first.GetContainerId() != "a" {
-		t.Fatalf("first event %q: order lost", first.GetContainerId())
-	}
-	b.Close()
-	if ev.Subscribers() != 1 {
-		t.Fatalf("%d subscribers after close", ev.Subscribers())
-	}
-}
 
 func TestSignals(t *testing.T) {
 	for in, want := range map[string]unix.Signal{
@@ -75,16 +51,10 @@ func testManager(t *testing.T) *Manager {
 	cfg := config.Default()
 	cfg.Berth.LogDir = t.TempDir()
 	return &Manager{
-		cfg: func() *config.Config { return cfg }, log: slog.Default(), events: NewEvents(),
+		cfg: func() *config.Config { return cfg }, log: slog.Default(), events: runtime.NewEvents(),
 		host: &spec.Host{}, ctrs: map[string]*container{}, names: map[string]*reservation{},
-		done: make(chan struct{}), pods: fakePods{},
+		done: make(chan struct{}),
 	}
-}
-
-type fakePods struct{}
-
-func (fakePods) Get(id string) (*pod.Sandbox, error) {
-	return nil, errdefs.ErrNotFound
 }
 
 func TestReservation(t *testing.T) {

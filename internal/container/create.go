@@ -18,8 +18,8 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/image"
-	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 )
 
@@ -38,16 +38,13 @@ func (u *undo) run() {
 // container; each must be allowed for the runtime handler.
 var annotationPrefixes = []string{"io.berth.", "io.kubernetes.cri-o."}
 
-// Create makes a container: it validates the request, reserves the
-// name, creates and mounts the writable layer, writes the spec and the
+// Create makes a container in pod sb, which the caller has admitted (see
+// pod.Manager.Admit): it validates the request, reserves the name, creates and mounts the writable layer, writes the spec and the
 // records, and has conmon run `runc create`. Any failure unwinds every
 // step. A retry with the same name while the first request still runs
 // waits for it; if the first request's client gave up, the retry gets
 // the container it made.
-func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error) {
-	if podID == "" {
-		return "", fmt.Errorf("pod_sandbox_id is required: %w", errdefs.ErrInvalidArgument)
-	}
+func (m *Manager) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
 	if cfg == nil || cfg.GetMetadata().GetName() == "" {
 		return "", fmt.Errorf("config.metadata.name is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -59,16 +56,6 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	}
 	if err := spec.Validate(cfg); err != nil {
 		return "", err
-	}
-	sb, err := m.pods.Get(podID)
-	if err != nil {
-		return "", err
-	}
-	if sb == nil {
-		return "", fmt.Errorf("pod sandbox %q: %w", podID, errdefs.ErrNotFound)
-	}
-	if sb.State != pod.StateReady {
-		return "", fmt.Errorf("pod sandbox %s is not ready (%s): %w", sb.ID, sb.State, errdefs.ErrFailedPrecondition)
 	}
 	name := fmt.Sprintf("k8s_%s_%s_%s_%s_%d", cfg.GetMetadata().GetName(), sb.Metadata.Name,
 		sb.Metadata.Namespace, sb.Metadata.UID, cfg.GetMetadata().GetAttempt())
@@ -203,7 +190,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	}()
 	bg := context.WithoutCancel(ctx)
 	log := m.log.With("id", id, "name", name)
-	rt := monitor.Runtime{Path: handler.RuntimePath, Root: handler.RuntimeRoot, SystemdCgroup: rc.CgroupManager == "systemd"}
+	rt := runtime.ForHandler(conf, handler)
 	conmonCgroup := m.conmonCgroup(sb, id, rc.CgroupManager)
 
 	// conmon first: it waits at its start pipe, so its exec and cgroup
@@ -232,10 +219,12 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		}
 		m.mon.RemoveAttachLink(id)
 		m.mon.ClearExit(id)
+		m.exits.Release(id)
 	})
-	pending, err := m.mon.Prepare(&monitor.CreateOptions{
+	pending, err := m.mon.Prepare(&runtime.CreateOptions{
 		ID: id, Name: name, Bundle: bundle, PersistDir: recDir, LogPath: logPath, LogSizeMax: rc.LogSizeMax,
 		Runtime: rt, Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Cgroup: conmonCgroup,
+		Owner: m.exits,
 	})
 	if err != nil {
 		return "", err
@@ -326,7 +315,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	m.events.Publish(m.event(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT))
 	// The container may have died already (runc create's init killed):
 	// the exit file was then ignored as unknown.
-	if _, err := monitor.ReadExit(recDir); err == nil {
+	if _, err := runtime.ReadExit(recDir); err == nil {
 		m.goBackground(func() { m.handleExit(id) })
 	}
 	log.Debug("container created", "conmon", created.Conmon.PID, "pid", created.Container.PID,
@@ -335,7 +324,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 }
 
 func (m *Manager) buildMeta(id, name string, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig, img *image.ImageInfo,
-	handlerName string, rt monitor.Runtime, conmonCgroup *monitor.Cgroup, logPath, bundle string, gen *spec.Result) *Meta {
+	handlerName string, rt runtime.OCI, conmonCgroup *runtime.Cgroup, logPath, bundle string, gen *spec.Result) *Meta {
 	meta := &Meta{
 		Version: recordVersion, ID: id, Name: name, PodID: sb.ID,
 		CtrName: cfg.GetMetadata().GetName(), Attempt: cfg.GetMetadata().GetAttempt(),
@@ -408,7 +397,7 @@ func makeDirs(rootfs string, gen *spec.Result) error {
 
 // conmonCgroup is where conmon goes (conmon_cgroup = "pod", cgroupfs): a
 // cgroup of its own under the pod's parent, accounted to the pod.
-func (m *Manager) conmonCgroup(sb *pod.Sandbox, id, cgroupManager string) *monitor.Cgroup {
+func (m *Manager) conmonCgroup(sb *pod.Sandbox, id, cgroupManager string) *runtime.Cgroup {
 	if cgroupManager == "systemd" || m.cfg().Berth.Runtime.ConmonCgroup != "pod" {
 		return nil
 	}
@@ -416,7 +405,7 @@ func (m *Manager) conmonCgroup(sb *pod.Sandbox, id, cgroupManager string) *monit
 	if parent == "" {
 		parent = "/berth"
 	}
-	return m.hier.For(filepath.Join(parent, monitor.ConmonCgroupName(id)))
+	return m.hier.For(filepath.Join(parent, runtime.ConmonCgroupName(id)))
 }
 
 // logPath is where conmon writes the container's CRI log: the request's

@@ -13,28 +13,23 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 // handleExit records the exit conmon reported for id (an exit-dir event,
-// or a rescan). Unknown ids go to the foreign-exit hook: pod holders
-// share the exit dir; a container being created is handled by its creator.
+// or a rescan).
 func (m *Manager) handleExit(id string) {
 	m.mu.RLock()
 	c := m.ctrs[id]
 	m.mu.RUnlock()
 	if c == nil {
-		// A pod's PID holder (the pod manager's business), or a container
-		// whose creation failed or is still under way (its creator reads
-		// the persist dir itself).
+		// A container whose creation failed or is still under way: its
+		// creator reads the persist dir itself.
 		m.mon.ClearExit(id)
-		if m.foreign != nil {
-			m.foreign(id)
-		}
 		return
 	}
 	recDir := m.records.Path(id)
-	ex, err := monitor.ReadExit(recDir)
+	ex, err := runtime.ReadExit(recDir)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			m.log.Error("read exit file", "id", id, "error", err)
@@ -114,7 +109,7 @@ func (m *Manager) checkConmon(c *container) {
 	if st.Conmon.Alive() {
 		return
 	}
-	if _, err := monitor.ReadExit(m.records.Path(c.meta.ID)); err == nil {
+	if _, err := runtime.ReadExit(m.records.Path(c.meta.ID)); err == nil {
 		m.handleExit(c.meta.ID)
 		return
 	}
@@ -129,19 +124,13 @@ func (m *Manager) checkConmon(c *container) {
 	m.finishExit(c, code, time.Now(), ReasonConmonDied, msg)
 }
 
-// conmonExited is the reaper's report that a conmon is gone.
-func (m *Manager) conmonExited(pid int) {
+// conmonExited is the reaper's report that container id's conmon is gone.
+func (m *Manager) conmonExited(id string) {
 	m.mu.RLock()
-	var found *container
-	for _, c := range m.ctrs {
-		if c.snapshot().Conmon.PID == pid {
-			found = c
-			break
-		}
-	}
+	c := m.ctrs[id]
 	m.mu.RUnlock()
-	if found != nil {
-		m.checkConmon(found)
+	if c != nil {
+		m.checkConmon(c)
 	}
 }
 

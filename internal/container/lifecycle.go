@@ -146,6 +146,7 @@ func (m *Manager) remove(ctx context.Context, c *container, cleaned chan struct{
 	if err := m.records.Remove(id); err != nil {
 		return err
 	}
+	m.exits.Release(id)
 	m.mu.Lock()
 	delete(m.ctrs, id)
 	if r, ok := m.names[c.meta.Name]; ok && r.id == id {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -49,8 +49,8 @@ func (m *Manager) load(rebooted bool) LoadReport {
 		m.log.Error("list container records", "error", err)
 		return rep
 	}
-	var conmons map[string]monitor.Proc
-	scan := func() map[string]monitor.Proc {
+	var conmons map[string]runtime.Proc
+	scan := func() map[string]runtime.Proc {
 		if conmons == nil {
 			conmons = m.mon.Conmons()
 		}
@@ -87,7 +87,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			continue
 		case serr == nil && st.State != StateCreating:
 		case rebooted:
-			m.discard(id, &meta, monitor.Proc{}, true)
+			m.discard(id, &meta, runtime.Proc{}, true)
 			rep.Discarded++
 			continue
 		case !store.IsCorrupt(serr):
@@ -131,6 +131,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			c.cleaned = make(chan struct{})
 			close(c.cleaned)
 		}
+		m.exits.Claim(id)
 		m.mu.Lock()
 		m.ctrs[id] = c
 		// A retry of the CreateContainer whose answer the crash lost gets
@@ -145,7 +146,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			rep.Exited++
 			continue
 		}
-		if _, err := monitor.ReadExit(m.records.Path(id)); err == nil {
+		if _, err := runtime.ReadExit(m.records.Path(id)); err == nil {
 			m.handleExit(id)
 			rep.ExitedWhileDown++
 			continue
@@ -189,9 +190,9 @@ func (m *Manager) startedMeanwhile(c *container) bool {
 // (a creation cut short) or unreadable, from conmon's exit file, a live
 // conmon and runc's state. It reports false when there is nothing to
 // keep: then the container never got further than its record.
-func (m *Manager) rebuild(meta *Meta, conmon monitor.Proc, known bool) (Status, bool) {
+func (m *Manager) rebuild(meta *Meta, conmon runtime.Proc, known bool) (Status, bool) {
 	st := Status{Version: recordVersion, Conmon: conmon}
-	if ex, err := monitor.ReadExit(m.records.Path(meta.ID)); err == nil && known {
+	if ex, err := runtime.ReadExit(m.records.Path(meta.ID)); err == nil && known {
 		st.State, st.ExitCode, st.FinishedAt = StateExited, ex.Code, ex.At
 		st.Reason = ReasonError
 		if ex.Code == 0 {
@@ -213,7 +214,7 @@ func (m *Manager) rebuild(meta *Meta, conmon monitor.Proc, known bool) (Status, 
 	if err != nil || (rs.Status != "created" && rs.Status != "running") {
 		return st, false
 	}
-	init, err := monitor.NewProc(rs.Pid)
+	init, err := runtime.NewProc(rs.Pid)
 	if err != nil {
 		return st, false
 	}
@@ -231,12 +232,12 @@ func (m *Manager) rebuild(meta *Meta, conmon monitor.Proc, known bool) (Status, 
 // may be nil (unreadable record): the default runtime and the id as
 // storage id are used then. removeLog also removes the log file, which
 // only a creation that never answered may do.
-func (m *Manager) discard(id string, meta *Meta, conmon monitor.Proc, removeLog bool) {
+func (m *Manager) discard(id string, meta *Meta, conmon runtime.Proc, removeLog bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	log := m.log.With("id", id)
 	rt, storageID, bundle := m.defaultRuntime(), id, filepath.Join(m.runDir, id)
-	var cg *monitor.Cgroup
+	var cg *runtime.Cgroup
 	if meta != nil {
 		rt, storageID, cg = meta.Runtime, meta.StorageID, meta.ConmonCgroup
 		if meta.Bundle != "" {

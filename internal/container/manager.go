@@ -11,10 +11,11 @@
 // update) are serialised by its op semaphore; stop is not, so that a
 // stop can always interrupt a slow start.
 //
-// Exits arrive from the monitor's exit-dir watcher (no polling); a
-// conmon that dies without writing an exit file is noticed by the
-// reaper (berthd is the subreaper of every conmon), by a periodic
-// pid+start-time probe, and on every status read of a running container.
+// Exits arrive from the runtime layer's exit-dir watcher, routed to the
+// manager for the ids it claimed (no polling); a conmon that dies without
+// writing an exit file is noticed by the reaper (berthd is the subreaper
+// of every conmon), by a periodic pid+start-time probe, and on every
+// status read of a running container.
 package container
 
 import (
@@ -33,8 +34,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image"
-	"github.com/berth-cri/berth/internal/monitor"
-	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -49,17 +49,15 @@ type Images interface {
 	Store() (storage.Store, error)
 }
 
-// Pods is what the manager needs from the pod manager.
-type Pods interface {
-	Get(idOrPrefix string) (*pod.Sandbox, error)
-}
-
 // Deps are the manager's collaborators.
 type Deps struct {
 	Config func() *config.Config
 	Log    *slog.Logger
 	Images Images
-	Pods   Pods
+	// Monitor runs containers under conmon and routes their exits;
+	// Events receives their lifecycle events.
+	Monitor *runtime.Monitor
+	Events  *runtime.Events
 	// Host is the node's capabilities; nil probes the running system.
 	Host *spec.Host
 	// AllowedAnnotations lists, per runtime handler, the berth behaviour
@@ -71,9 +69,6 @@ type Deps struct {
 	Rebooted bool
 	// OOM, if set, counts OOM kills by container name (metrics).
 	OOM OOMCounter
-	// ForeignExit, if set, is told of exits in the exit dir that are not
-	// a container's: the pod manager's PID namespace holders.
-	ForeignExit func(id string)
 }
 
 // OOMCounter is told of every OOM-killed container and of removals, so
@@ -88,16 +83,15 @@ type Manager struct {
 	cfg     func() *config.Config
 	log     *slog.Logger
 	images  Images
-	pods    Pods
 	host    *spec.Host
-	hier    *monitor.Hierarchies
-	mon     *monitor.Monitor
+	hier    *runtime.Hierarchies
+	mon     *runtime.Monitor
+	exits   *runtime.Owner
 	records store.Dir
 	runDir  string
-	events  *Events
+	events  *runtime.Events
 	allowed func(string) []string
 	oom     OOMCounter
-	foreign func(id string)
 	seccomp []byte
 	loaded  LoadReport
 	adapted sync.Map // messages already logged
@@ -145,8 +139,9 @@ type reservation struct {
 	abandoned, unclaimed bool
 }
 
-// New builds the manager, starts the exit watcher and loads the records
-// left by a previous berthd.
+// New builds the manager, claims its exits and loads the records left by
+// a previous berthd. The exits that happened meanwhile are delivered by
+// the monitor's Rescan once every owner has loaded.
 func New(d Deps) (*Manager, error) {
 	cfg := d.Config().Berth
 	host := d.Host
@@ -160,7 +155,7 @@ func New(d Deps) (*Manager, error) {
 	for _, limit := range host.Limits() {
 		d.Log.Warn("this host limits containers; berth adapts", "limit", limit)
 	}
-	hier, err := monitor.ProbeHierarchies()
+	hier, err := runtime.ProbeHierarchies()
 	if err != nil {
 		return nil, err
 	}
@@ -169,9 +164,9 @@ func New(d Deps) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		cfg: d.Config, log: d.Log, images: d.Images, pods: d.Pods, host: host, hier: hier,
-		records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: NewEvents(),
-		allowed: d.AllowedAnnotations, oom: d.OOM, foreign: d.ForeignExit, done: make(chan struct{}),
+		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, mon: d.Monitor, exits: d.Monitor.NewOwner(),
+		records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
+		allowed: d.AllowedAnnotations, oom: d.OOM, done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},
 	}
 	if m.log == nil {
@@ -185,28 +180,28 @@ func New(d Deps) (*Manager, error) {
 	if err := os.MkdirAll(m.runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", m.runDir, err)
 	}
-	m.mon, err = monitor.New(monitor.Config{
-		Conmon:       cfg.Runtime.Conmon,
-		ExitDir:      filepath.Join(cfg.RunDir, "exits"),
-		AttachDir:    filepath.Join(cfg.RunDir, "attach"),
-		LogLevel:     cfg.Runtime.LogLevel,
-		Log:          m.log.With("component", "monitor"),
-		OnExit:       func(id string) { m.goBackground(func() { m.handleExit(id) }) },
-		OnConmonExit: func(pid int) { m.goBackground(func() { m.conmonExited(pid) }) },
-	})
-	if err != nil {
-		return nil, err
-	}
 	m.loaded = m.load(d.Rebooted)
-	// The exits dir is rescanned, not only watched: exits of containers
-	// whose records said nothing yet, and notifications of holders and
-	// discarded containers to clear.
-	for _, id := range m.mon.PendingExits() {
-		m.handleExit(id)
-	}
-	m.wg.Add(1)
+	m.wg.Add(2)
+	go m.watchExits()
 	go m.probeLoop()
 	return m, nil
+}
+
+// watchExits handles the exit notices of the manager's containers.
+func (m *Manager) watchExits() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.done:
+			return
+		case n := <-m.exits.C:
+			if n.ConmonGone {
+				m.goBackground(func() { m.conmonExited(n.ID) })
+			} else {
+				m.goBackground(func() { m.handleExit(n.ID) })
+			}
+		}
+	}
 }
 
 // Loaded reports what loading the records at start found.
@@ -215,18 +210,9 @@ func (m *Manager) Loaded() LoadReport { return m.loaded }
 // Close stops watching; containers keep running under their conmons.
 func (m *Manager) Close() error {
 	close(m.done)
-	err := m.mon.Close()
 	m.wg.Wait()
-	return err
+	return nil
 }
-
-// Monitor is the conmon driver, shared with the pod manager (PID
-// namespace holders run under conmon too).
-func (m *Manager) Monitor() *monitor.Monitor { return m.mon }
-
-// Events is the lifecycle event broadcaster; the pod manager may publish
-// pod events on it too.
-func (m *Manager) Events() *Events { return m.events }
 
 func (m *Manager) goBackground(f func()) {
 	m.wg.Add(1)

@@ -13,7 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 )
 
@@ -39,7 +39,7 @@ func (m *Manager) running(id string) (*container, Status, error) {
 }
 
 // ExecResult is ExecSync's answer.
-type ExecResult = monitor.ExecResult
+type ExecResult = runtime.ExecResult
 
 // ExecSync runs cmd in the container and returns its output and exit
 // code. A timeout (seconds, 0 for none) kills the command and is
@@ -150,5 +150,5 @@ func (m *Manager) ReopenLog(ctx context.Context, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, reopenTimeout)
 	defer cancel()
-	return monitor.ReopenLog(ctx, c.meta.Bundle, c.meta.LogPath, st.Conmon)
+	return runtime.ReopenLog(ctx, c.meta.Bundle, c.meta.LogPath, st.Conmon)
 }

@@ -5,7 +5,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 )
 
@@ -88,12 +88,12 @@ type Meta struct {
 	LogPath     string            `json:"log_path"`
 	CreatedAt   time.Time         `json:"created_at"`
 	// Runtime handler and what it resolved to at creation.
-	Handler string          `json:"runtime_handler"`
-	Runtime monitor.Runtime `json:"runtime"`
+	Handler string      `json:"runtime_handler"`
+	Runtime runtime.OCI `json:"runtime"`
 	// Bundle is the OCI bundle (volatile, under the run dir).
 	Bundle       string          `json:"bundle"`
 	CgroupsPath  string          `json:"cgroups_path"`
-	ConmonCgroup *monitor.Cgroup `json:"conmon_cgroup,omitempty"`
+	ConmonCgroup *runtime.Cgroup `json:"conmon_cgroup,omitempty"`
 	Mounts       []Mount         `json:"mounts,omitempty"`
 	// StopSignal is the signal Stop sends first (a name like SIGTERM).
 	StopSignal string    `json:"stop_signal"`
@@ -116,8 +116,8 @@ type Status struct {
 	// record whose removal the next start finishes.
 	Removing bool `json:"removing,omitempty"`
 	// Conmon and Init identify conmon and the container's first process.
-	Conmon     monitor.Proc `json:"conmon"`
-	Init       monitor.Proc `json:"init"`
+	Conmon     runtime.Proc `json:"conmon"`
+	Init       runtime.Proc `json:"init"`
 	StartedAt  time.Time    `json:"started_at,omitzero"`
 	FinishedAt time.Time    `json:"finished_at,omitzero"`
 	ExitCode   int32        `json:"exit_code"`

@@ -14,7 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/ident"
-	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 func criState(s State) runtimeapi.ContainerState {
@@ -170,9 +170,10 @@ func (m *Manager) List(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	return out
 }
 
-// event builds a lifecycle event: the container, the statuses of all the
-// pod's containers (what the kubelet's evented PLEG caches) and the pod.
-func (m *Manager) event(c *container, typ runtimeapi.ContainerEventType) *runtimeapi.ContainerEventResponse {
+// event builds a lifecycle event: the container and the statuses of all
+// the pod's containers (what the kubelet's evented PLEG caches); the CRI
+// layer adds the pod's status.
+func (m *Manager) event(c *container, typ runtimeapi.ContainerEventType) runtime.Event {
 	ev := &runtimeapi.ContainerEventResponse{
 		ContainerId:        c.meta.ID,
 		ContainerEventType: typ,
@@ -184,23 +185,15 @@ func (m *Manager) event(c *container, typ runtimeapi.ContainerEventType) *runtim
 		}
 		ev.ContainersStatuses = append(ev.ContainersStatuses, criStatus(o.meta, o.snapshot()))
 	}
-	if sb, err := m.pods.Get(c.meta.PodID); err == nil && sb != nil {
-		ev.PodSandboxStatus = sb.CRIStatus()
-	}
-	return ev
+	return runtime.Event{PodID: c.meta.PodID, ContainerEventResponse: ev}
 }
 
-// PublishPodEvent announces a pod lifecycle event to GetContainerEvents
-// subscribers, as containerd does: the container id is the pod's.
-func (m *Manager) PublishPodEvent(sb *pod.Sandbox, typ runtimeapi.ContainerEventType) {
-	ev := &runtimeapi.ContainerEventResponse{
-		ContainerId:        sb.ID,
-		ContainerEventType: typ,
-		CreatedAt:          time.Now().UnixNano(),
-		PodSandboxStatus:   sb.CRIStatus(),
+// PodStatuses are the CRI statuses of the pod's containers, for the pod
+// lifecycle events.
+func (m *Manager) PodStatuses(podID string) []*runtimeapi.ContainerStatus {
+	var out []*runtimeapi.ContainerStatus
+	for _, c := range m.podContainers(podID) {
+		out = append(out, criStatus(c.meta, c.snapshot()))
 	}
-	for _, o := range m.podContainers(sb.ID) {
-		ev.ContainersStatuses = append(ev.ContainersStatuses, criStatus(o.meta, o.snapshot()))
-	}
-	m.events.Publish(ev)
+	return out
 }

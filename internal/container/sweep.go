@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 // SweepReport counts the orphans a sweep removed.
@@ -23,13 +23,13 @@ func (r SweepReport) Total() int {
 
 // defaultRuntime is the runtime of the default handler, used for what
 // has no record naming its own.
-func (m *Manager) defaultRuntime() monitor.Runtime {
+func (m *Manager) defaultRuntime() runtime.OCI {
 	conf := m.cfg()
 	_, h, err := conf.Handler("")
 	if err != nil {
-		return monitor.Runtime{Path: "runc"}
+		return runtime.OCI{Path: "runc"}
 	}
-	return monitor.Runtime{Path: h.RuntimePath, Root: h.RuntimeRoot, SystemdCgroup: conf.Berth.Runtime.CgroupManager == "systemd"}
+	return runtime.ForHandler(conf, h)
 }
 
 // Sweep removes what belongs to berth's containers but to no container
@@ -73,7 +73,7 @@ func (m *Manager) Sweep(ctx context.Context, keep func(id string) bool) SweepRep
 			}
 		}
 	}
-	for _, rt := range m.runtimes() {
+	for _, rt := range runtime.Configured(m.cfg()) {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		list, err := rt.List(lctx)
 		cancel()
@@ -136,23 +136,6 @@ func (m *Manager) sweepStorage(orphan func(string) bool, gone map[string]bool) i
 		n++
 	}
 	return n
-}
-
-// runtimes are the distinct runtimes of the configured handlers.
-func (m *Manager) runtimes() []monitor.Runtime {
-	conf := m.cfg()
-	seen := map[string]bool{}
-	var out []monitor.Runtime
-	for _, h := range conf.Berth.Runtime.Runtimes {
-		key := h.RuntimePath + "\x00" + h.RuntimeRoot
-		if seen[key] || h.RuntimePath == "" {
-			continue
-		}
-		seen[key] = true
-		out = append(out, monitor.Runtime{Path: h.RuntimePath, Root: h.RuntimeRoot,
-			SystemdCgroup: conf.Berth.Runtime.CgroupManager == "systemd"})
-	}
-	return out
 }
 
 // RunDir is where bundles live; exported for the wipe command.

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/container"
@@ -20,11 +21,13 @@ func (s *runtimeService) containers() (*container.Manager, error) {
 // CreateContainer creates a container in a pod; a retry of a request the
 // kubelet gave up on gets the container the first one made.
 func (s *runtimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
+	if _, err := s.containers(); err != nil {
 		return nil, err
 	}
-	id, err := cm.Create(ctx, req.GetPodSandboxId(), req.GetConfig())
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod_sandbox_id is required")
+	}
+	id, err := s.deps.Lifecycle.CreateContainer(ctx, req.GetPodSandboxId(), req.GetConfig())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -138,7 +141,11 @@ func (s *runtimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stre
 	if err != nil {
 		return err
 	}
-	sub := cm.Events().Subscribe()
+	pm, err := s.pods()
+	if err != nil {
+		return err
+	}
+	sub := s.deps.Events.Subscribe()
 	defer sub.Close()
 	for {
 		select {
@@ -147,7 +154,17 @@ func (s *runtimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stre
 		case <-s.stopping:
 			return status.Error(codes.Unavailable, "berthd is shutting down")
 		case ev := <-sub.C:
-			if err := stream.Send(ev); err != nil {
+			// Each manager filled in what it owns; add the other's part.
+			resp := proto.Clone(ev.ContainerEventResponse).(*runtimeapi.ContainerEventResponse)
+			if resp.PodSandboxStatus == nil {
+				if sb, err := pm.Get(ev.PodID); err == nil {
+					resp.PodSandboxStatus = sb.CRIStatus()
+				}
+			}
+			if resp.ContainerId == ev.PodID {
+				resp.ContainersStatuses = cm.PodStatuses(ev.PodID)
+			}
+			if err := stream.Send(resp); err != nil {
 				return err
 			}
 		}

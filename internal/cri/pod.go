@@ -35,14 +35,13 @@ func (s *runtimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 // StopPodSandbox stops a pod's containers and releases its network and
 // namespaces; stopping an unknown or stopped pod succeeds.
 func (s *runtimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	pm, err := s.pods()
-	if err != nil {
+	if _, err := s.pods(); err != nil {
 		return nil, err
 	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
-	if err := pm.Stop(ctx, req.GetPodSandboxId()); err != nil {
+	if err := s.deps.Lifecycle.StopPod(ctx, req.GetPodSandboxId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
@@ -51,14 +50,13 @@ func (s *runtimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 // RemovePodSandbox removes a pod and everything it owns; removing an
 // unknown pod succeeds.
 func (s *runtimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	pm, err := s.pods()
-	if err != nil {
+	if _, err := s.pods(); err != nil {
 		return nil, err
 	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
-	if err := pm.Remove(ctx, req.GetPodSandboxId()); err != nil {
+	if err := s.deps.Lifecycle.RemovePod(ctx, req.GetPodSandboxId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil

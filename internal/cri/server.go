@@ -26,8 +26,10 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/lifecycle"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/stream"
 )
@@ -53,6 +55,11 @@ type Deps struct {
 	Metrics *metrics.Metrics
 	// Containers runs the container RPCs.
 	Containers *container.Manager
+	// Lifecycle runs what spans a pod and its containers: creating a
+	// container in a pod, stopping and removing a pod.
+	Lifecycle *lifecycle.Service
+	// Events carries the lifecycle events of GetContainerEvents.
+	Events *runtime.Events
 }
 
 // Server owns the gRPC server and the listening socket.

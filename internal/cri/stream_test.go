@@ -15,19 +15,20 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stream"
 )
 
 type streamLookups struct{}
 
-func (streamLookups) ExecTarget(id string) (stream.Target, error) {
+func (streamLookups) ExecTarget(id string) (runtime.ExecTarget, error) {
 	if id == "stopped" {
-		return stream.Target{ID: id}, nil
+		return runtime.ExecTarget{ID: id}, nil
 	}
 	if id == "running" {
-		return stream.Target{ID: id, Running: true}, nil
+		return runtime.ExecTarget{ID: id, Running: true}, nil
 	}
-	return stream.Target{}, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	return runtime.ExecTarget{}, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 }
 
 func (streamLookups) NetNSPath(id string) (string, error) {

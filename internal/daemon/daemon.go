@@ -20,9 +20,11 @@ import (
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/lifecycle"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/recovery"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/stream"
 )
@@ -38,7 +40,11 @@ type daemon struct {
 	level  *slog.LevelVar
 	log    *slog.Logger
 	images *image.Service
-	pods   *pod.Manager
+	// monitor is the runtime layer's conmon driver and events the
+	// lifecycle event bus, both shared by the pod and container managers.
+	monitor *runtime.Monitor
+	events  *runtime.Events
+	pods    *pod.Manager
 	// containers runs containers under conmon.
 	containers *container.Manager
 	// streams serves exec, attach and port-forward.
@@ -141,7 +147,24 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 		}
 	}
-	if d.pods, err = pod.New(d.current, d.log.With("component", "pod")); err != nil {
+	// The runtime layer: berthd becomes the child subreaper of every
+	// conmon (process-wide, so here and once), then the conmon driver
+	// watches the exit dir and the event bus is made.
+	childSignals, err := runtime.BecomeSubreaper()
+	if err != nil {
+		return err
+	}
+	if d.monitor, err = runtime.New(runtime.Config{
+		Conmon: cfg.Berth.Runtime.Conmon, ExitDir: filepath.Join(cfg.Berth.RunDir, "exits"),
+		AttachDir: filepath.Join(cfg.Berth.RunDir, "attach"), LogLevel: cfg.Berth.Runtime.LogLevel,
+		Log: d.log.With("component", "monitor"), ChildSignals: childSignals,
+	}); err != nil {
+		return err
+	}
+	defer d.monitor.Close()
+	d.events = runtime.NewEvents()
+
+	if d.pods, err = pod.New(pod.Deps{Config: d.current, Log: d.log.With("component", "pod"), Monitor: d.monitor, Events: d.events}); err != nil {
 		return err
 	}
 	defer d.pods.Close()
@@ -150,18 +173,17 @@ func Run(ctx context.Context, loader config.Loader) error {
 	d.metrics = metrics.New()
 	d.images.SetPullObserver(d.metrics)
 
-	// Containers: conmon, the exit watcher and the records of containers
-	// that kept running while berthd was stopped. Pods stop and remove
-	// their containers through it and run PID holders under its conmon.
+	// Containers: the records of containers that kept running while
+	// berthd was stopped.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
-		Images: d.images, Pods: d.pods, AllowedAnnotations: d.allowedAnnotations, Rebooted: start.Rebooted, OOM: d.metrics,
-		ForeignExit: d.pods.HolderExited}); err != nil {
+		Images: d.images, Monitor: d.monitor, Events: d.events, AllowedAnnotations: d.allowedAnnotations,
+		Rebooted: start.Rebooted, OOM: d.metrics}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
-	d.pods.SetContainerReaper(d.containers)
-	d.pods.SetMonitor(d.containers.Monitor())
-	d.pods.SetEventSink(d.containers.PublishPodEvent)
+	// Both managers have claimed their ids: deliver the exits that
+	// happened while berthd was down.
+	d.monitor.Rescan()
 	// Everything is settled before the socket opens: no request sees a
 	// half-recovered pod or container.
 	recovery.Run(ctx, recovery.Deps{Start: start, Pods: d.pods, Containers: d.containers, Log: d.log.With("component", "recovery")})
@@ -173,10 +195,10 @@ func Run(ctx context.Context, loader config.Loader) error {
 		return err
 	}
 	defer d.streams.Close()
-	defer endStreamsOnStop(d.containers.Events(), d.streams)()
+	defer endStreamsOnStop(d.events, d.streams)()
 
 	// Cheap: the collector starts on the first stats request.
-	d.metrics.CountEventsDropped(d.containers.Events().Dropped)
+	d.metrics.CountEventsDropped(d.events.Dropped)
 	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
 		Pods: stats.Pods(d.pods), Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
@@ -193,6 +215,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Stats:         d.stats,
 		Metrics:       d.metrics,
 		Containers:    d.containers,
+		Lifecycle:     lifecycle.New(d.pods, d.containers),
+		Events:        d.events,
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err

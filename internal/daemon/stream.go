@@ -5,9 +5,9 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stream"
 )
 
@@ -35,7 +35,7 @@ func (p streamPods) NetNSPath(podID string) (string, error) {
 // endStreamsOnStop ends a container's exec and attach sessions when the
 // container stops, so that execs in a shared PID namespace do not outlive
 // it. The returned func stops listening.
-func endStreamsOnStop(events *container.Events, streams *stream.Server) (stop func()) {
+func endStreamsOnStop(events *runtime.Events, streams *stream.Server) (stop func()) {
 	sub := events.Subscribe()
 	done := make(chan struct{})
 	go func() {

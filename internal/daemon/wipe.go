@@ -15,8 +15,8 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
-	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/pod"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 // Wipe removes every pod and container berth knows of, as `crio wipe`
@@ -43,17 +43,16 @@ func Wipe(ctx context.Context, loader config.Loader, log *slog.Logger) error {
 	current := func() *config.Config { return cfg }
 
 	exitDir := filepath.Join(b.RunDir, "exits")
-	conmons := monitor.FindConmons(exitDir)
+	conmons := runtime.FindConmons(exitDir)
 	for id, p := range conmons {
 		_ = p.Signal(syscall.SIGKILL)
 		log.Info("wipe: killed conmon", "id", id, "pid", p.PID)
 	}
 	killed := 0
-	for _, h := range b.Runtime.Runtimes {
-		rt := monitor.Runtime{Path: h.RuntimePath, Root: h.RuntimeRoot, SystemdCgroup: b.Runtime.CgroupManager == "systemd"}
+	for _, rt := range runtime.Configured(cfg) {
 		list, err := rt.List(ctx)
 		if err != nil {
-			log.Warn("wipe: runtime list", "runtime", h.RuntimePath, "error", err)
+			log.Warn("wipe: runtime list", "runtime", rt.Path, "error", err)
 			continue
 		}
 		for _, s := range list {
@@ -67,7 +66,7 @@ func Wipe(ctx context.Context, loader config.Loader, log *slog.Logger) error {
 		}
 	}
 
-	pods, err := pod.New(current, log.With("component", "pod"))
+	pods, err := pod.New(pod.Deps{Config: current, Log: log.With("component", "pod")})
 	if err != nil {
 		return err
 	}

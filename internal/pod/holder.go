@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,20 +18,12 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 // PauseBinary is the name of berth's static pause program, looked for
 // next to berthd, then in PATH and /usr/libexec/berth.
 const PauseBinary = "berth-pause"
-
-// ContainerMonitor is the part of internal/monitor the pod manager uses
-// to run PID-namespace holders under conmon.
-type ContainerMonitor interface {
-	Create(ctx context.Context, o *monitor.CreateOptions) (*monitor.Created, error)
-}
-
-type monitorBox struct{ m ContainerMonitor }
 
 // holderRuntime runs PID-namespace holders: berth's static pause program
 // under conmon + runc, from a rootfs berth makes itself (one directory
@@ -41,27 +32,21 @@ type holderRuntime struct {
 	cfg  func() *config.Config
 	root string // <state_dir>/pause
 	log  *slog.Logger
-	mon  atomic.Pointer[monitorBox]
+	// mon runs holders under conmon; exits receives their exits.
+	mon   *runtime.Monitor
+	exits *runtime.Owner
 
 	rootfsMu sync.Mutex
 	rootfsOK bool
 }
 
-func newHolderRuntime(cfg func() *config.Config, root string, log *slog.Logger) *holderRuntime {
-	return &holderRuntime{cfg: cfg, root: root, log: log}
-}
-
-// SetMonitor wires in the conmon launcher; until then a pod asking for a
-// shared PID namespace is refused with FailedPrecondition.
-func (m *Manager) SetMonitor(mon ContainerMonitor) { m.holders.mon.Store(&monitorBox{m: mon}) }
-
-func (h *holderRuntime) runtime(handler string) (monitor.Runtime, error) {
+func (h *holderRuntime) runtime(handler string) (runtime.OCI, error) {
 	cfg := h.cfg()
 	_, hd, err := cfg.Handler(handler)
 	if err != nil {
-		return monitor.Runtime{}, fmt.Errorf("runtime handler: %w", err)
+		return runtime.OCI{}, fmt.Errorf("runtime handler: %w", err)
 	}
-	return monitor.Runtime{Path: hd.RuntimePath, Root: hd.RuntimeRoot, SystemdCgroup: cfg.Berth.Runtime.CgroupManager == "systemd"}, nil
+	return runtime.ForHandler(cfg, hd), nil
 }
 
 // rootfs makes <root>/rootfs with the pause binary as /pause, once per
@@ -139,8 +124,7 @@ func copyIfChanged(src, dst string) error {
 
 // start runs the holder of pod rec and returns it running.
 func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err error) {
-	box := h.mon.Load()
-	if box == nil {
+	if h.mon == nil {
 		return nil, fmt.Errorf("linux.security_context.namespace_options.pid POD: shared PID namespaces need the container monitor, which is not available: %w", errdefs.ErrFailedPrecondition)
 	}
 	rt, err := h.runtime(rec.RuntimeHandler)
@@ -169,9 +153,9 @@ func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err
 			_ = h.remove(context.WithoutCancel(ctx), rec.RuntimeHandler, ho)
 		}
 	}()
-	created, err := box.m.Create(ctx, &monitor.CreateOptions{
+	created, err := h.mon.Create(ctx, &runtime.CreateOptions{
 		ID: ho.ContainerID, Name: "pause_" + rec.Metadata.Name + "_" + rec.Metadata.Namespace,
-		Bundle: bundle, PersistDir: bundle, LogPath: filepath.Join(bundle, "pause.log"), Runtime: rt,
+		Bundle: bundle, PersistDir: bundle, LogPath: filepath.Join(bundle, "pause.log"), Runtime: rt, Owner: h.exits,
 	})
 	if err != nil {
 		return ho, fmt.Errorf("create PID namespace holder: %w", err)
@@ -192,8 +176,8 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	}
 	// Kill, then wait for the exit on the holder's pidfd: runc delete
 	// --force alone would sleep in 100 ms steps until it is gone.
-	proc, perr := monitor.NewProc(ho.Pid)
-	if err := rt.Kill(ctx, ho.ContainerID, syscall.SIGKILL, false); err != nil && !errors.Is(err, monitor.ErrNotExist) {
+	proc, perr := runtime.NewProc(ho.Pid)
+	if err := rt.Kill(ctx, ho.ContainerID, syscall.SIGKILL, false); err != nil && !errors.Is(err, runtime.ErrNotExist) {
 		h.log.Debug("kill holder", "id", ho.ContainerID, "error", err)
 	}
 	if perr == nil {
@@ -206,6 +190,9 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	}
 	if ho.BundleDir != "" {
 		_ = os.RemoveAll(ho.BundleDir)
+	}
+	if h.exits != nil {
+		h.exits.Release(ho.ContainerID)
 	}
 	return nil
 }

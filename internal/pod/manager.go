@@ -1,6 +1,7 @@
 package pod
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -8,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -18,12 +18,13 @@ import (
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/store"
 )
 
 // Manager owns every pod. Its mutex guards only the in-memory index and
 // is never held across a CNI, mount, exec or runtime call; each pod has
-// its own lock serialising its stop and remove.
+// its own operation lock serialising its stop and remove.
 type Manager struct {
 	cfg     func() *config.Config
 	log     *slog.Logger
@@ -32,10 +33,11 @@ type Manager struct {
 	holders *holderRuntime
 	store   store.Dir
 	runDir  string
-	reaper  atomic.Pointer[reaperBox]
-	// onEvent publishes pod lifecycle events (GetContainerEvents); set
-	// once before serving.
-	onEvent func(*Sandbox, runtimeapi.ContainerEventType)
+	events  *runtime.Events
+	// exits receives the exits of PID namespace holders.
+	exits *runtime.Owner
+	done  chan struct{}
+	wg    sync.WaitGroup
 
 	// cniCacheDir is libcni's cache, read by the orphan sweep.
 	cniCacheDir string
@@ -48,16 +50,28 @@ type Manager struct {
 	names map[string]*reservation
 }
 
-type reaperBox struct{ r ContainerReaper }
-
 // entry is one pod in the index.
 type entry struct {
-	op  sync.Mutex // held by Stop and Remove of this pod only
-	rec *record    // immutable after creation
-	st  status     // guarded by Manager.mu
+	// op is held by Stop and Remove of this pod only.
+	op  chan struct{}
+	rec *record // immutable after creation
+	// writeMu orders status writes: each is durable before it is applied
+	// in memory.
+	writeMu sync.Mutex
+	st      status // guarded by Manager.mu
 	// removed is set (under Manager.mu) once the pod is gone, so a Stop
 	// that waited for op behind a Remove sees it.
 	removed bool
+	// sealed (under Manager.mu) refuses new containers: set when a stop
+	// or removal begins. admitted counts container creations under way;
+	// drained is closed when it drops to zero while sealed.
+	sealed   bool
+	admitted int
+	drained  chan struct{}
+}
+
+func newEntry(rec *record, st status) *entry {
+	return &entry{op: make(chan struct{}, 1), rec: rec, st: st}
 }
 
 // reservation holds a pod name while RunPodSandbox works on it, so a
@@ -68,11 +82,23 @@ type reservation struct {
 	err  error
 }
 
+// Deps are the pod manager's collaborators.
+type Deps struct {
+	Config func() *config.Config
+	Log    *slog.Logger
+	// Monitor runs PID namespace holders under conmon; nil refuses pods
+	// that share one PID namespace (berthd wipe needs none).
+	Monitor *runtime.Monitor
+	// Events receives pod lifecycle events; nil publishes none.
+	Events *runtime.Events
+}
+
 // New builds the pod manager: its records under <state_dir>/pods, pinned
 // namespaces under <run_dir>/ns, the CNI manager (which only starts a
 // watch; configs are read on first use). Pod records already on disk are
 // indexed; Recover then settles them against reality.
-func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
+func New(d Deps) (*Manager, error) {
+	cfg, log := d.Config, d.Log
 	c := cfg().Berth
 	st, err := store.Open(filepath.Join(c.StateDir, "pods"))
 	if err != nil {
@@ -84,10 +110,18 @@ func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
 		ns:     nsmgr.New(filepath.Join(c.RunDir, "ns"), log.With("component", "nsmgr")),
 		store:  st,
 		runDir: filepath.Join(c.RunDir, "pods"),
+		events: d.Events,
+		done:   make(chan struct{}),
 		pods:   map[string]*entry{},
 		names:  map[string]*reservation{},
 	}
-	m.holders = newHolderRuntime(cfg, filepath.Join(c.StateDir, "pause"), log)
+	m.holders = &holderRuntime{cfg: cfg, root: filepath.Join(c.StateDir, "pause"), log: log, mon: d.Monitor}
+	if d.Monitor != nil {
+		m.exits = d.Monitor.NewOwner()
+		m.holders.exits = m.exits
+		m.wg.Add(1)
+		go m.watchHolders()
+	}
 	m.net = network.New(network.Options{
 		ConfDir:        c.Network.NetworkDir,
 		PluginDirs:     c.Network.PluginDirs,
@@ -99,35 +133,43 @@ func New(cfg func() *config.Config, log *slog.Logger) (*Manager, error) {
 	return m, nil
 }
 
-// Close stops the CNI config watch.
-func (m *Manager) Close() error { return m.net.Close() }
+// Close stops the CNI config watch and the holder exit watch.
+func (m *Manager) Close() error {
+	close(m.done)
+	m.wg.Wait()
+	return m.net.Close()
+}
 
-// SetEventSink makes the manager publish pod lifecycle events through f.
-// Call it before serving.
-func (m *Manager) SetEventSink(f func(*Sandbox, runtimeapi.ContainerEventType)) { m.onEvent = f }
+// watchHolders handles the exits of PID namespace holders.
+func (m *Manager) watchHolders() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.done:
+			return
+		case n := <-m.exits.C:
+			if !n.ConmonGone {
+				m.holders.mon.ClearExit(n.ID)
+				m.holderExited(n.ID)
+			}
+		}
+	}
+}
 
-// emit publishes an event for the pod of entry e.
+// emit publishes an event for the pod of entry e, as containerd does: the
+// container id is the pod's. The CRI layer adds the containers' statuses.
 func (m *Manager) emit(e *entry, types ...runtimeapi.ContainerEventType) {
-	if m.onEvent == nil {
+	if m.events == nil {
 		return
 	}
 	m.mu.Lock()
 	sb := snapshot(e)
 	m.mu.Unlock()
 	for _, t := range types {
-		m.onEvent(sb, t)
+		m.events.Publish(runtime.Event{PodID: sb.ID, ContainerEventResponse: &runtimeapi.ContainerEventResponse{
+			ContainerId: sb.ID, ContainerEventType: t, CreatedAt: time.Now().UnixNano(), PodSandboxStatus: sb.CRIStatus(),
+		}})
 	}
-}
-
-// SetContainerReaper wires the container manager in; until it is set,
-// stopping a pod does not look for containers.
-func (m *Manager) SetContainerReaper(r ContainerReaper) { m.reaper.Store(&reaperBox{r: r}) }
-
-func (m *Manager) containerReaper() ContainerReaper {
-	if b := m.reaper.Load(); b != nil {
-		return b.r
-	}
-	return nil
 }
 
 // NetworkStatus reports the NetworkReady condition.
@@ -244,13 +286,35 @@ func snapshot(e *entry) *Sandbox {
 	return sb
 }
 
-// setStatus updates a pod's status in memory and on disk.
+// setStatus applies mutate to a pod's status: durably on disk first, then
+// in memory, so nothing is reported that a crash could undo. A failed
+// write leaves the status as it was. Writes of one pod are ordered.
 func (m *Manager) setStatus(id string, e *entry, mutate func(*status)) error {
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
 	m.mu.Lock()
-	mutate(&e.st)
-	e.st.Version = recordVersion
-	e.st.Updated = time.Now()
-	st := e.st
+	next := e.st
 	m.mu.Unlock()
-	return m.store.Write(id, "status.json", &st)
+	mutate(&next)
+	next.Version = recordVersion
+	next.Updated = time.Now()
+	if err := m.store.Write(id, "status.json", &next); err != nil {
+		return fmt.Errorf("pod %s: write status: %w", id, err)
+	}
+	m.mu.Lock()
+	e.st = next
+	m.mu.Unlock()
+	return nil
 }
+
+// lockOp takes e's operation lock, or gives up when ctx ends.
+func (e *entry) lockOp(ctx context.Context) error {
+	select {
+	case e.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for another operation on pod %s: %w", e.rec.ID, ctx.Err())
+	}
+}
+
+func (e *entry) unlockOp() { <-e.op }

@@ -56,7 +56,10 @@ func (m *Manager) loadRecords() {
 			m.broken = append(m.broken, brokenPod{id: id, rec: &rec})
 			continue
 		}
-		m.pods[id] = &entry{rec: &rec, st: st}
+		m.pods[id] = newEntry(&rec, st)
+		if st.Holder != nil && m.exits != nil {
+			m.exits.Claim(id)
+		}
 		m.names[nameKey(rec.Metadata)] = &reservation{done: closedChan(), id: id}
 	}
 }

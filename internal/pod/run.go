@@ -207,7 +207,7 @@ func (m *Manager) create(ctx context.Context, rec *record) (id string, err error
 	if err := m.store.Write(id, "status.json", &st); err != nil {
 		return "", err
 	}
-	e := &entry{rec: rec, st: st}
+	e := newEntry(rec, st)
 	m.mu.Lock()
 	m.pods[id] = e
 	m.mu.Unlock()

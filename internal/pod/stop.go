@@ -12,25 +12,18 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
-// Stop stops a pod: its containers first (with their grace periods),
-// then the holder, the network (CNI DEL, which also drops its host
-// ports), /dev/shm and the pinned namespaces. It is idempotent and
-// succeeds for a pod that is already gone or half torn down.
-func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
-	return m.withPod(idOrPrefix, func(id string, e *entry) error {
-		if r := m.containerReaper(); r != nil {
-			if err := r.StopPodContainers(ctx, id); err != nil {
-				return fmt.Errorf("stop containers of pod %s: %w", id, err)
-			}
-		}
-		return m.release(ctx, id, e, false)
-	})
+// Stop releases a sealed pod whose containers are stopped (see Seal):
+// the holder, the network (CNI DEL, which also drops its host ports),
+// /dev/shm and the pinned namespaces. It is idempotent and succeeds for a
+// pod that is already gone or half torn down.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	return m.withPod(ctx, id, func(id string, e *entry) error { return m.release(ctx, id, e, false) })
 }
 
-// withPod runs f on the pod under its operation lock. A pod that is
-// unknown or already removed is a success without calling f: Stop and
-// Remove are idempotent.
-func (m *Manager) withPod(idOrPrefix string, f func(id string, e *entry) error) error {
+// withPod runs f on the pod under its operation lock, which a deadline
+// of ctx interrupts. A pod that is unknown or already removed is a
+// success without calling f: Stop and Remove are idempotent.
+func (m *Manager) withPod(ctx context.Context, idOrPrefix string, f func(id string, e *entry) error) error {
 	id, e, err := m.lookup(idOrPrefix)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
@@ -38,8 +31,10 @@ func (m *Manager) withPod(idOrPrefix string, f func(id string, e *entry) error) 
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
+	if err := e.lockOp(ctx); err != nil {
+		return err
+	}
+	defer e.unlockOp()
 	if m.isRemoved(e) {
 		return nil
 	}
@@ -102,12 +97,11 @@ func (m *Manager) release(ctx context.Context, id string, e *entry, force bool) 
 	return nil
 }
 
-// HolderExited is told that the process with this id in the exit dir
-// ended. For a ready pod whose PID namespace holder it is, the pod is no
+// holderExited is told that the PID namespace holder of pod id ended. For a ready pod whose PID namespace holder it is, the pod is no
 // longer ready: the holder was PID 1 of the pod's PID namespace, so every
 // container in it died too and no new one can join. The kubelet then stops
 // the pod (releasing its network) and makes a new one.
-func (m *Manager) HolderExited(id string) {
+func (m *Manager) holderExited(id string) {
 	m.mu.Lock()
 	e := m.pods[id]
 	ready := e != nil && e.st.State == StateReady && e.st.Holder != nil
@@ -128,18 +122,14 @@ func (m *Manager) isRemoved(e *entry) bool {
 	return e.removed
 }
 
-// Remove removes a pod and its containers, stopping whatever still runs,
-// and deletes everything it has on disk. It is idempotent.
-func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
-	return m.withPod(idOrPrefix, func(id string, e *entry) error { return m.remove(ctx, id, e) })
+// Remove removes a sealed pod whose containers are removed (see Seal),
+// releasing whatever it still holds, and deletes everything it has on
+// disk. It is idempotent.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	return m.withPod(ctx, id, func(id string, e *entry) error { return m.remove(ctx, id, e) })
 }
 
 func (m *Manager) remove(ctx context.Context, id string, e *entry) error {
-	if r := m.containerReaper(); r != nil {
-		if err := r.RemovePodContainers(ctx, id); err != nil {
-			return fmt.Errorf("remove containers of pod %s: %w", id, err)
-		}
-	}
 	if err := m.release(ctx, id, e, true); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@
 package pod
 
 import (
-	"context"
 	"time"
 
 	"github.com/berth-cri/berth/internal/network"
@@ -151,17 +150,6 @@ type Sandbox struct {
 	DNS            *DNS                  `json:"dns,omitempty"`
 	Privileged     bool                  `json:"privileged,omitempty"`
 	Network        string                `json:"network,omitempty"`
-}
-
-// ContainerReaper is implemented by the container manager so that
-// stopping or removing a pod first stops or removes its containers.
-type ContainerReaper interface {
-	// StopPodContainers stops every running container of the pod, each
-	// with its own grace period.
-	StopPodContainers(ctx context.Context, podID string) error
-	// RemovePodContainers removes every container of the pod (stopping
-	// any still running).
-	RemovePodContainers(ctx context.Context, podID string) error
 }
 
 // Filter selects pods for List; zero fields match everything.

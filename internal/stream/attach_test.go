@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/runtime"
+
 	"k8s.io/client-go/tools/remotecommand"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -25,8 +27,8 @@ func attachURL(t *testing.T, s *Server, req *runtimeapi.AttachRequest) string {
 	return resp.Url
 }
 
-func running(t *testing.T, tg Target) bool {
-	out, _ := exec.Command(runcPath, "--root", tg.RuntimeRoot, "state", tg.ID).Output()
+func running(t *testing.T, tg runtime.ExecTarget) bool {
+	out, _ := exec.Command(runcPath, "--root", tg.Runtime.Root, "state", tg.ID).Output()
 	return strings.Contains(string(out), `"running"`)
 }
 
@@ -155,7 +157,7 @@ func TestAttachStdinOnce(t *testing.T) {
 func TestAttachRefused(t *testing.T) {
 	needTools(t)
 	s, ctrs := newTestServer(t, nil)
-	ctrs.set("stopped", Target{ID: "stopped"})
+	ctrs.set("stopped", runtime.ExecTarget{ID: "stopped"})
 	if _, err := s.GetAttach(&runtimeapi.AttachRequest{ContainerId: "stopped", Stdout: true}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("attach to a stopped container: %v", err)
 	}

@@ -23,6 +23,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 const (
@@ -73,12 +74,8 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, st streams, 
 	if err := os.WriteFile(procFile, b, 0o600); err != nil {
 		return fmt.Errorf("exec in %s: %w", id, err)
 	}
-	var args []string
-	if t.RuntimeRoot != "" {
-		args = append(args, "--root", t.RuntimeRoot)
-	}
-	args = append(args, "--log", logFile, "--log-format", "json", "exec", "--process", procFile, "--pid-file", pidFile, t.ID)
-	c := exec.Command(t.RuntimePath, args...)
+	// Not bound to ctx: the session's end is handled by runTTY/runPipes.
+	c := t.Runtime.Command(context.Background(), "--log", logFile, "--log-format", "json", "exec", "--process", procFile, "--pid-file", pidFile, t.ID)
 	c.Env = []string{runtimePATH}
 	s.log.Debug("exec", "id", id, "cmd", cmd, "tty", tty)
 	start := time.Now()
@@ -93,7 +90,7 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, st streams, 
 }
 
 // execProcess is the container's process with cmd as its arguments.
-func execProcess(t Target, cmd []string, tty bool) (*specs.Process, error) {
+func execProcess(t runtime.ExecTarget, cmd []string, tty bool) (*specs.Process, error) {
 	if t.Process == nil {
 		return nil, fmt.Errorf("exec in %s: the container's process is unknown", t.ID)
 	}

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-cri/berth/internal/runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -128,7 +130,7 @@ func TestExecProcessSettings(t *testing.T) {
 		t.Fatalf("exec'd process: %q", out.String())
 	}
 	// Compare with the container's init, as the host sees it.
-	st, err := exec.Command(runcPath, "--root", tg.RuntimeRoot, "state", tg.ID).Output()
+	st, err := exec.Command(runcPath, "--root", tg.Runtime.Root, "state", tg.ID).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +182,7 @@ func TestExecTTYInteractive(t *testing.T) {
 func TestExecRefused(t *testing.T) {
 	needTools(t)
 	s, ctrs := newTestServer(t, nil)
-	ctrs.set("stopped", Target{ID: "stopped", Running: false})
+	ctrs.set("stopped", runtime.ExecTarget{ID: "stopped", Running: false})
 	_, err := s.GetExec(&runtimeapi.ExecRequest{ContainerId: "stopped", Cmd: []string{"true"}, Stdout: true})
 	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("exec in a stopped container: %v", err)
@@ -272,7 +274,7 @@ func current(t *testing.T) counts {
 			children++
 		}
 	}
-	return counts{runtime.NumGoroutine(), len(fds), children}
+	return counts{goruntime.NumGoroutine(), len(fds), children}
 }
 
 // settled waits until the counts are back to base (with a little slack
@@ -289,7 +291,7 @@ func settled(t *testing.T, base counts) {
 		}
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
+			n := goruntime.Stack(buf, true)
 			t.Fatalf("leak: before %+v, after %+v\n%s", base, now, buf[:n])
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -368,7 +370,7 @@ func testNoLeaks(t *testing.T, mutate func(*specs.Spec)) {
 // Closing the server ends running sessions and kills their processes.
 func TestCloseEndsSessions(t *testing.T) {
 	needTools(t)
-	ctrs := &fakeContainers{m: map[string]Target{}}
+	ctrs := &fakeContainers{m: map[string]runtime.ExecTarget{}}
 	s, err := New(Config{Address: "127.0.0.1", Port: "0", WorkDir: t.TempDir()}, ctrs, nil, testLogger())
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/runtime"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -39,20 +41,20 @@ func needTools(t *testing.T) {
 // fakeContainers is a ContainerLookup over a map.
 type fakeContainers struct {
 	mu sync.Mutex
-	m  map[string]Target
+	m  map[string]runtime.ExecTarget
 }
 
-func (f *fakeContainers) ExecTarget(id string) (Target, error) {
+func (f *fakeContainers) ExecTarget(id string) (runtime.ExecTarget, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.m[id]
 	if !ok {
-		return Target{}, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+		return runtime.ExecTarget{}, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
 	return t, nil
 }
 
-func (f *fakeContainers) set(id string, t Target) {
+func (f *fakeContainers) set(id string, t runtime.ExecTarget) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.m[id] = t
@@ -79,7 +81,7 @@ func testLogger() *slog.Logger {
 // newTestServer starts a server on 127.0.0.1 and closes it at cleanup.
 func newTestServer(t *testing.T, pods fakePods) (*Server, *fakeContainers) {
 	t.Helper()
-	ctrs := &fakeContainers{m: map[string]Target{}}
+	ctrs := &fakeContainers{m: map[string]runtime.ExecTarget{}}
 	s, err := New(Config{Address: "127.0.0.1", Port: "0", WorkDir: t.TempDir()}, ctrs, pods, testLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func testID(t *testing.T) string {
 
 // runDetached starts a container with `runc run -d` (no conmon) and
 // removes it at cleanup.
-func runDetached(t *testing.T, args []string, mutate func(*specs.Spec)) Target {
+func runDetached(t *testing.T, args []string, mutate func(*specs.Spec)) runtime.ExecTarget {
 	t.Helper()
 	dir := t.TempDir()
 	b, root, id := filepath.Join(dir, "b"), filepath.Join(dir, "root"), testID(t)
@@ -186,7 +188,7 @@ func runDetached(t *testing.T, args []string, mutate func(*specs.Spec)) Target {
 		t.Fatalf("runc run: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { removeContainer(root, id) })
-	return Target{ID: id, Running: true, RuntimePath: runcPath, RuntimeRoot: root, Bundle: b, Process: bundleProcess(t, b)}
+	return runtime.ExecTarget{ID: id, Running: true, Runtime: runtime.OCI{Path: runcPath, Root: root}, Bundle: b, Process: bundleProcess(t, b)}
 }
 
 // bundleProcess is the process of the bundle's config.json, as the
@@ -223,7 +225,7 @@ type conmonOpts struct {
 
 // runConmon starts a container under conmon as the container manager does
 // and returns its target; cleanup kills it and waits for conmon.
-func runConmon(t *testing.T, args []string, o conmonOpts) Target {
+func runConmon(t *testing.T, args []string, o conmonOpts) runtime.ExecTarget {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/conmon"); err != nil {
 		t.Skip("needs conmon")
@@ -299,8 +301,8 @@ func runConmon(t *testing.T, args []string, o conmonOpts) Target {
 	if out, err := exec.Command(runcPath, "--root", root, "start", id).CombinedOutput(); err != nil {
 		t.Fatalf("runc start: %v\n%s", err, out)
 	}
-	return Target{
-		ID: id, Running: true, RuntimePath: runcPath, RuntimeRoot: root, Bundle: b, Process: bundleProcess(t, b),
+	return runtime.ExecTarget{
+		ID: id, Running: true, Runtime: runtime.OCI{Path: runcPath, Root: root}, Bundle: b, Process: bundleProcess(t, b),
 		AttachSocket: filepath.Join(attachDir, id, "attach"), ControlFIFO: filepath.Join(b, "ctl"),
 		TTY: o.tty, Stdin: o.stdin, StdinOnce: o.stdinOnce,
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
+	goruntime "runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -92,11 +92,11 @@ func dialInNetNS(ctx context.Context, nsPath string, port int32) (net.Conn, erro
 	}
 	ch := make(chan result, 1)
 	go func() {
-		runtime.LockOSThread()
+		goruntime.LockOSThread()
 		conn, err, restored := dialLocked(ctx, nsPath, port)
 		ch <- result{conn, err}
 		if restored {
-			runtime.UnlockOSThread()
+			goruntime.UnlockOSThread()
 		}
 		// Otherwise the thread is in the pod's namespace: it stays locked,
 		// and Go ends it with this goroutine.

@@ -25,45 +25,19 @@ import (
 	"path/filepath"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/runtime"
 )
-
-// Target is what exec and attach need to know about one container.
-type Target struct {
-	// ID is the container's id in the OCI runtime.
-	ID string
-	// Running is true while the container's init process runs.
-	Running bool
-	// RuntimePath and RuntimeRoot come from the container's runtime
-	// handler: the OCI runtime binary and its --root.
-	RuntimePath string
-	RuntimeRoot string
-	// Bundle is the OCI bundle directory; its config.json gives the
-	// process that exec copies (user, env, cwd, capabilities, ...) unless
-	// Process is set.
-	Bundle  string
-	Process *specs.Process
-	// AttachSocket is conmon's attach socket (normally
-	// <attach dir>/<id>/attach) and ControlFIFO its ctl FIFO
-	// (<bundle>/ctl).
-	AttachSocket string
-	ControlFIFO  string
-	// TTY, Stdin and StdinOnce are the container's CRI settings.
-	TTY       bool
-	Stdin     bool
-	StdinOnce bool
-}
 
 // ContainerLookup finds containers; the container manager implements it.
 type ContainerLookup interface {
 	// ExecTarget describes the container with this id (full id, as the CRI
 	// passes it). An unknown id is an errdefs.ErrNotFound.
-	ExecTarget(id string) (Target, error)
+	ExecTarget(id string) (runtime.ExecTarget, error)
 }
 
 // PodLookup finds pods; the pod manager implements it.
@@ -278,27 +252,27 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) target(id string) (Target, error) {
+func (s *Server) target(id string) (runtime.ExecTarget, error) {
 	if id == "" {
-		return Target{}, fmt.Errorf("no container id: %w", errdefs.ErrInvalidArgument)
+		return runtime.ExecTarget{}, fmt.Errorf("no container id: %w", errdefs.ErrInvalidArgument)
 	}
 	if s.containers == nil {
-		return Target{}, fmt.Errorf("container %s: no container manager: %w", id, errdefs.ErrUnavailable)
+		return runtime.ExecTarget{}, fmt.Errorf("container %s: no container manager: %w", id, errdefs.ErrUnavailable)
 	}
 	t, err := s.containers.ExecTarget(id)
 	if err != nil {
-		return Target{}, fmt.Errorf("container %s: %w", id, err)
+		return runtime.ExecTarget{}, fmt.Errorf("container %s: %w", id, err)
 	}
 	return t, nil
 }
 
-func (s *Server) runningTarget(id string) (Target, error) {
+func (s *Server) runningTarget(id string) (runtime.ExecTarget, error) {
 	t, err := s.target(id)
 	if err != nil {
-		return Target{}, err
+		return runtime.ExecTarget{}, err
 	}
 	if !t.Running {
-		return Target{}, fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
+		return runtime.ExecTarget{}, fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	return t, nil
 }

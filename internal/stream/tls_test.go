@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/runtime"
+
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -91,7 +93,7 @@ func TestTLSReload(t *testing.T) {
 	dir := t.TempDir()
 	crt, key := writeCert(t, dir, "server", 1)
 	cacrt, cakey := writeCert(t, dir, "client", 7)
-	ctrs := &fakeContainers{m: map[string]Target{}}
+	ctrs := &fakeContainers{m: map[string]runtime.ExecTarget{}}
 	s, err := New(Config{Address: "127.0.0.1", Port: "0", TLS: true, CertFile: crt, KeyFile: key, WorkDir: t.TempDir()}, ctrs, nil, testLogger())
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/testutil"
 )
 
@@ -20,7 +20,7 @@ import (
 func leftovers(t *testing.T, d *testutil.Daemon, tn *testNet) hostState {
 	t.Helper()
 	s := snapshotHost(t, d, tn)
-	for id := range monitor.FindConmons(filepath.Join(d.Dir, "run", "exits")) {
+	for id := range runtime.FindConmons(filepath.Join(d.Dir, "run", "exits")) {
 		s["conmons"] = append(s["conmons"], id)
 	}
 	for _, sub := range []string{"state/containers", "run/containers", "runc"} {
@@ -75,9 +75,9 @@ func assertNoGap(t *testing.T, path string) int {
 }
 
 // conmonOf finds the conmon of container id.
-func conmonOf(t *testing.T, d *testutil.Daemon, id string) monitor.Proc {
+func conmonOf(t *testing.T, d *testutil.Daemon, id string) runtime.Proc {
 	t.Helper()
-	p, ok := monitor.FindConmons(filepath.Join(d.Dir, "run", "exits"))[id]
+	p, ok := runtime.FindConmons(filepath.Join(d.Dir, "run", "exits"))[id]
 	if !ok {
 		t.Fatalf("no conmon for %s", id)
 	}

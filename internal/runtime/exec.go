@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"context"
@@ -42,7 +42,7 @@ const drainGrace = 25 * time.Millisecond
 // always reaped by it and nothing is left to berthd. On timeout the
 // command and its descendants are killed and the result says so, with a
 // non-zero exit code and no error, which is what kubelet probes expect.
-func (r Runtime) ExecSync(ctx context.Context, id string, p *specs.Process, timeout time.Duration, limit int) (*ExecResult, error) {
+func (r OCI) ExecSync(ctx context.Context, id string, p *specs.Process, timeout time.Duration, limit int) (*ExecResult, error) {
 	spec, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode exec process: %w", err)

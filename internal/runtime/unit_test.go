@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"context"
@@ -22,16 +22,21 @@ func TestExitWatcher(t *testing.T) {
 	got := map[string]int{}
 	seen := make(chan string, 10)
 	m, err := New(Config{Conmon: "/bin/true", ExitDir: filepath.Join(dir, "exits"), AttachDir: filepath.Join(dir, "attach"),
-		Log: slog.Default(), OnExit: func(id string) {
-			mu.Lock()
-			got[id]++
-			mu.Unlock()
-			seen <- id
-		}})
+		Log: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	owner := m.NewOwner()
+	owner.Claim("abc123")
+	go func() {
+		for n := range owner.C {
+			mu.Lock()
+			got[n.ID]++
+			mu.Unlock()
+			seen <- n.ID
+		}
+	}()
 	exits := filepath.Join(dir, "exits")
 	// GLib's g_file_set_contents: write "<id>.XXXXXX", rename to "<id>".
 	tmp := filepath.Join(exits, "abc123.Q1W2E3")
@@ -164,7 +169,7 @@ time="2026-01-01T00:00:00Z" level=error msg="container \"x\" does not exist"`
 func TestCreateArgs(t *testing.T) {
 	m := &Monitor{cfg: Config{ExitDir: "/run/b/exits", AttachDir: "/run/b/attach", LogLevel: "verbose"}}
 	args := m.createArgs(&CreateOptions{ID: "id", Name: "n", Bundle: "/b", PersistDir: "/p", LogPath: "/l/x.log",
-		Runtime: Runtime{Path: "/usr/sbin/runc", Root: "/run/runc"}, Stdin: true, LogSizeMax: 8192})
+		Runtime: OCI{Path: "/usr/sbin/runc", Root: "/run/runc"}, Stdin: true, LogSizeMax: 8192})
 	want := "-b /b -c id -u id -n n -r /usr/sbin/runc --exit-dir /run/b/exits --persist-dir /p -P /b/conmon-pidfile " +
 		"-p /b/pidfile -l k8s-file:/l/x.log --log-level warn --socket-dir-path /run/b/attach --runtime-arg --root=/run/runc " +
 		"--log-size-max 8192 -i --leave-stdin-open"

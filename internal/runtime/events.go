@@ -1,4 +1,4 @@
-package container
+package runtime
 
 import (
 	"sync"
@@ -10,6 +10,14 @@ import (
 // eventBuffer is how many events a subscriber may fall behind by before
 // events to it are dropped.
 const eventBuffer = 1024
+
+// Event is one container or pod lifecycle event. Each manager fills in
+// what it owns (a container event its pod's container statuses, a pod
+// event the pod's status); the CRI layer adds the rest by PodID.
+type Event struct {
+	PodID string
+	*runtimeapi.ContainerEventResponse
+}
 
 // Events fans container (and pod) lifecycle events out to every
 // GetContainerEvents stream. Publish never blocks: a subscriber whose
@@ -23,7 +31,7 @@ type Events struct {
 
 // Subscription is one listener.
 type Subscription struct {
-	C       chan *runtimeapi.ContainerEventResponse
+	C       chan Event
 	dropped atomic.Uint64
 	events  *Events
 }
@@ -35,7 +43,7 @@ func NewEvents() *Events {
 
 // Subscribe adds a listener; Close it when done.
 func (e *Events) Subscribe() *Subscription {
-	s := &Subscription{C: make(chan *runtimeapi.ContainerEventResponse, eventBuffer), events: e}
+	s := &Subscription{C: make(chan Event, eventBuffer), events: e}
 	e.mu.Lock()
 	e.subs[s] = struct{}{}
 	e.mu.Unlock()
@@ -54,7 +62,7 @@ func (s *Subscription) Close() {
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Publish sends ev to every listener that has room.
-func (e *Events) Publish(ev *runtimeapi.ContainerEventResponse) {
+func (e *Events) Publish(ev Event) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for s := range e.subs {

@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"bufio"
@@ -38,7 +38,8 @@ type env struct {
 	t       *testing.T
 	dir     string
 	mon     *Monitor
-	runtime Runtime
+	owner   *Owner
+	runtime OCI
 	host    *spec.Host
 
 	mu    sync.Mutex
@@ -76,17 +77,30 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, dir: dir, host: host, exits: map[string]chan struct{}{},
-		runtime: Runtime{Path: runcBin, Root: filepath.Join(dir, "runc")}}
+		runtime: OCI{Path: runcBin, Root: filepath.Join(dir, "runc")}}
+	// As berthd: conmons reparent to the test process, which reaps them.
+	sigs, err := BecomeSubreaper()
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.mon, err = New(Config{
-		Conmon:    conmonBin,
-		ExitDir:   filepath.Join(dir, "exits"),
-		AttachDir: filepath.Join(dir, "attach"),
-		Log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		OnExit:    e.onExit,
+		ChildSignals: sigs,
+		Conmon:       conmonBin,
+		ExitDir:      filepath.Join(dir, "exits"),
+		AttachDir:    filepath.Join(dir, "attach"),
+		Log:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.owner = e.mon.NewOwner()
+	go func() {
+		for n := range e.owner.C {
+			if !n.ConmonGone {
+				e.onExit(n.ID)
+			}
+		}
+	}()
 	t.Cleanup(func() { e.mon.Close() })
 	return e
 }
@@ -197,7 +211,7 @@ func (e *env) create(args []string, mutate func(*runtimeapi.ContainerConfig)) (*
 	t0 := time.Now()
 	defer func() { t.Logf("monitor.Create took %v", time.Since(t0)) }()
 	c.created, err = e.mon.Create(ctx, &CreateOptions{
-		ID: id, Name: "t", Bundle: c.bundle, PersistDir: c.persist, LogPath: c.log, Runtime: e.runtime,
+		ID: id, Name: "t", Bundle: c.bundle, PersistDir: c.persist, LogPath: c.log, Runtime: e.runtime, Owner: e.owner,
 	})
 	return c, err
 }

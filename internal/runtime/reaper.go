@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"errors"
@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reaper makes berthd the child subreaper of everything it starts and
-// reaps what gets reparented to it: conmon's daemonized main process
+// reaper reaps what gets reparented to berthd, which the daemon makes
+// the child subreaper of everything it starts: conmon's daemonized main process
 // (its launcher exits at once), and a container's init if its conmon
 // dies. The node's PID 1 may reap late or never, and a zombie conmon
 // still answers kill(pid, 0), so berth does not leave that job to it.
@@ -28,17 +28,16 @@ import (
 type reaper struct {
 	log     *slog.Logger
 	session int
-	sigs    chan os.Signal
-	done    chan struct{}
+	// sigs are berthd's SIGCHLDs; kicks ask for a sweep after adopt.
+	sigs  <-chan os.Signal
+	kicks chan struct{}
+	done  chan struct{}
 
 	mu      sync.Mutex
 	adopted map[int]func(unix.WaitStatus)
 }
 
-func newReaper(log *slog.Logger) (*reaper, error) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
-	}
+func newReaper(log *slog.Logger, sigs <-chan os.Signal) (*reaper, error) {
 	sid, err := unix.Getsid(0)
 	if err != nil {
 		return nil, os.NewSyscallError("getsid", err)
@@ -46,11 +45,11 @@ func newReaper(log *slog.Logger) (*reaper, error) {
 	r := &reaper{
 		log:     log,
 		session: sid,
-		sigs:    make(chan os.Signal, 1),
+		sigs:    sigs,
+		kicks:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		adopted: map[int]func(unix.WaitStatus){},
 	}
-	signal.Notify(r.sigs, syscall.SIGCHLD)
 	go r.loop()
 	return r, nil
 }
@@ -69,15 +68,12 @@ func (r *reaper) adopt(pid int, onExit func(unix.WaitStatus)) {
 
 func (r *reaper) kick() {
 	select {
-	case r.sigs <- syscall.SIGCHLD:
+	case r.kicks <- struct{}{}:
 	default:
 	}
 }
 
-func (r *reaper) close() {
-	signal.Stop(r.sigs)
-	close(r.done)
-}
+func (r *reaper) close() { close(r.done) }
 
 func (r *reaper) loop() {
 	for {
@@ -85,6 +81,8 @@ func (r *reaper) loop() {
 		case <-r.done:
 			return
 		case <-r.sigs:
+			r.sweep()
+		case <-r.kicks:
 			r.sweep()
 		}
 	}
@@ -148,4 +146,16 @@ func exitStatus(ws unix.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return -1
+}
+
+// BecomeSubreaper makes the calling process the child subreaper of
+// everything it starts and returns its SIGCHLDs, for Config.ChildSignals.
+// It changes process-wide state: the daemon calls it once.
+func BecomeSubreaper() (<-chan os.Signal, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	return sigs, nil
 }

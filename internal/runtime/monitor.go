@@ -10,7 +10,7 @@
 // logging while berthd is stopped; everything needed to find them again
 // (pids with start times, the persist dir) is returned to the caller to
 // store.
-package monitor
+package runtime
 
 import (
 	"context"
@@ -38,13 +38,10 @@ type Config struct {
 	// LogLevel is conmon's own --log-level.
 	LogLevel string
 	Log      *slog.Logger
-	// OnExit is called, from the watcher goroutine, with the id of each
-	// exit file that appears. It must not block for long.
-	OnExit func(id string)
-	// OnConmonExit, if set, is called with the pid of a conmon that berthd
-	// reaped (from the reaper goroutine): the cue to check whether it
-	// died without writing an exit file.
-	OnConmonExit func(pid int)
+	// ChildSignals delivers the SIGCHLDs of a berthd that the daemon made
+	// the child subreaper (process-wide settings are the daemon's); nil
+	// reaps nothing, for tests.
+	ChildSignals <-chan os.Signal
 }
 
 // Monitor is the node's conmon driver. It is safe for concurrent use.
@@ -53,16 +50,14 @@ type Monitor struct {
 	watcher   *fsnotify.Watcher
 	watchDone chan struct{}
 	reaper    *reaper
+	router    router
 }
 
-// New checks conmon, makes the directories, becomes the child subreaper
-// and starts watching the exit directory.
+// New checks conmon, makes the directories and starts watching the exit
+// directory and reaping.
 func New(cfg Config) (*Monitor, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
-	}
-	if cfg.OnExit == nil {
-		return nil, errors.New("monitor: OnExit is required")
 	}
 	if err := unix.Access(cfg.Conmon, unix.X_OK); err != nil {
 		return nil, fmt.Errorf("conmon %s is not executable: %w (%w)", cfg.Conmon, err, errdefs.ErrFailedPrecondition)
@@ -80,12 +75,12 @@ func New(cfg Config) (*Monitor, error) {
 		w.Close()
 		return nil, fmt.Errorf("watch %s: %w", cfg.ExitDir, err)
 	}
-	r, err := newReaper(cfg.Log)
+	r, err := newReaper(cfg.Log, cfg.ChildSignals)
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, watcher: w, watchDone: make(chan struct{}), reaper: r}
+	m := &Monitor{cfg: cfg, watcher: w, watchDone: make(chan struct{}), reaper: r, router: router{owners: map[string]*Owner{}}}
 	go m.watchExits()
 	return m, nil
 }

@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
@@ -22,7 +23,7 @@ import (
 // rather than in a separate package because they share the process and
 // error conventions of the conmon calls; the container manager never
 // builds a runtime command line.
-type Runtime struct {
+type OCI struct {
 	Path string
 	// Root is the runtime's state directory (--root); "" for its default.
 	Root string
@@ -30,7 +31,7 @@ type Runtime struct {
 	SystemdCgroup bool
 }
 
-func (r Runtime) globalArgs() []string {
+func (r OCI) globalArgs() []string {
 	var args []string
 	if r.Root != "" {
 		args = append(args, "--root", r.Root)
@@ -43,7 +44,7 @@ func (r Runtime) globalArgs() []string {
 
 // conmonArgs hands the global arguments to conmon, which puts them right
 // after the runtime path (and adds --systemd-cgroup itself with -s).
-func (r Runtime) conmonArgs() []string {
+func (r OCI) conmonArgs() []string {
 	var args []string
 	if r.Root != "" {
 		args = append(args, "--runtime-arg", "--root="+r.Root)
@@ -58,8 +59,8 @@ func (r Runtime) conmonArgs() []string {
 // not know (already deleted, or never created).
 var ErrNotExist = fmt.Errorf("container does not exist in the runtime: %w", errdefs.ErrNotFound)
 
-func (r Runtime) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, r.Path, append(r.globalArgs(), args...)...)
+func (r OCI) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	cmd := r.Command(ctx, args...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if stdin != nil {
@@ -99,14 +100,14 @@ func runtimeMessage(s string) string {
 }
 
 // Start runs the container's process (`runc start`).
-func (r Runtime) Start(ctx context.Context, id string) error {
+func (r OCI) Start(ctx context.Context, id string) error {
 	_, err := r.run(ctx, nil, "start", id)
 	return err
 }
 
 // Kill sends sig to the container's init, or with all to every process
 // in its cgroup (needed when it shares the host's PID namespace).
-func (r Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+func (r OCI) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	args := []string{"kill"}
 	if all {
 		args = append(args, "--all")
@@ -118,7 +119,7 @@ func (r Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bo
 // Delete removes the runtime's state and cgroup of a stopped container;
 // force also kills a running one. Deleting an unknown container is not
 // an error.
-func (r Runtime) Delete(ctx context.Context, id string, force bool) error {
+func (r OCI) Delete(ctx context.Context, id string, force bool) error {
 	args := []string{"delete"}
 	if force {
 		args = append(args, "--force")
@@ -139,7 +140,7 @@ type State struct {
 }
 
 // State asks the runtime about a container.
-func (r Runtime) State(ctx context.Context, id string) (*State, error) {
+func (r OCI) State(ctx context.Context, id string) (*State, error) {
 	out, err := r.run(ctx, nil, "state", id)
 	if err != nil {
 		return nil, err
@@ -152,7 +153,7 @@ func (r Runtime) State(ctx context.Context, id string) (*State, error) {
 }
 
 // Update applies new cgroup resources to a running container.
-func (r Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+func (r OCI) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
 	data, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode resources: %w", err)
@@ -162,7 +163,7 @@ func (r Runtime) Update(ctx context.Context, id string, res *specs.LinuxResource
 }
 
 // List returns the containers the runtime knows (`runc list`).
-func (r Runtime) List(ctx context.Context) ([]State, error) {
+func (r OCI) List(ctx context.Context) ([]State, error) {
 	out, err := r.run(ctx, nil, "list", "--format", "json")
 	if err != nil {
 		return nil, err
@@ -175,4 +176,32 @@ func (r Runtime) List(ctx context.Context) ([]State, error) {
 		return nil, fmt.Errorf("parse runtime list: %w", err)
 	}
 	return sts, nil
+}
+
+// ForHandler is the OCI runtime of a configured runtime handler: the one
+// place a handler's settings become a runtime command line.
+func ForHandler(cfg *config.Config, h config.Handler) OCI {
+	return OCI{Path: h.RuntimePath, Root: h.RuntimeRoot, SystemdCgroup: cfg.Berth.Runtime.CgroupManager == "systemd"}
+}
+
+// Command is the runtime invoked with its global options followed by
+// args, for callers that wire its stdio themselves (streaming exec).
+func (r OCI) Command(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, r.Path, append(r.globalArgs(), args...)...)
+}
+
+// Configured lists the distinct runtimes of the configured handlers, for
+// the orphan sweep and wipe, which look at everything berth may have run.
+func Configured(cfg *config.Config) []OCI {
+	seen := map[string]bool{}
+	var out []OCI
+	for _, h := range cfg.Berth.Runtime.Runtimes {
+		key := h.RuntimePath + "\x00" + h.RuntimeRoot
+		if seen[key] || h.RuntimePath == "" {
+			continue
+		}
+		seen[key] = true
+		out = append(out, ForHandler(cfg, h))
+	}
+	return out
 }

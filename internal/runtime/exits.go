@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"errors"
@@ -39,20 +39,35 @@ func (m *Monitor) watchExits() {
 				// A rename away (the temp name) or already handled.
 				continue
 			}
-			m.cfg.OnExit(name)
+			m.deliver(name)
 		case err, ok := <-m.watcher.Errors:
 			if !ok {
 				return
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				m.cfg.Log.Warn("exit watcher overflowed; rescanning", "dir", m.cfg.ExitDir)
-				for _, id := range m.PendingExits() {
-					m.cfg.OnExit(id)
-				}
+				m.Rescan()
 				continue
 			}
 			m.cfg.Log.Error("exit watcher", "error", err)
 		}
+	}
+}
+
+// deliver routes the exit of id to its owner; the notification of an id
+// nobody claimed (left from before a restart and settled from the
+// persist dir, or of a process already forgotten) is cleared.
+func (m *Monitor) deliver(id string) {
+	if !m.router.route(Notice{ID: id}) {
+		m.ClearExit(id)
+	}
+}
+
+// Rescan delivers every exit file present now: the exits that happened
+// while berthd was not watching, once the owners have claimed their ids.
+func (m *Monitor) Rescan() {
+	for _, id := range m.PendingExits() {
+		m.deliver(id)
 	}
 }
 

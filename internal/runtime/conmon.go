@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"context"
@@ -45,13 +45,16 @@ type CreateOptions struct {
 	// LogPath is the kubelet's container log (CRI format, k8s-file).
 	LogPath    string
 	LogSizeMax int64
-	Runtime    Runtime
+	Runtime    OCI
 	Terminal   bool
 	Stdin      bool
 	StdinOnce  bool
 	// Cgroup, when set, receives conmon in the start-pipe window, before
 	// it starts runc, so that conmon is accounted to the pod.
 	Cgroup *Cgroup
+	// Owner, when set, claims ID before conmon starts: it receives the
+	// exit and conmon-death notices of this container.
+	Owner *Owner
 }
 
 // Created is what a successful create leaves running.
@@ -89,6 +92,7 @@ type Pending struct {
 	startP  *os.File
 	errR    *os.File
 	pidFile string
+	id      string
 }
 
 // Prepare starts conmon for o, moves it into o.Cgroup and leaves it
@@ -102,6 +106,9 @@ type Pending struct {
 // real conmon runs runc and reports the container pid, or runc's error
 // text, on the sync pipe.
 func (m *Monitor) Prepare(o *CreateOptions) (_ *Pending, err error) {
+	if o.Owner != nil {
+		o.Owner.Claim(o.ID)
+	}
 	syncP, syncC, err := socketpair("sync")
 	if err != nil {
 		return nil, err
@@ -119,7 +126,7 @@ func (m *Monitor) Prepare(o *CreateOptions) (_ *Pending, err error) {
 		}
 		return nil, fmt.Errorf("conmon stderr pipe: %w", err)
 	}
-	p := &Pending{m: m, syncP: syncP, startP: startP, errR: errR, pidFile: filepath.Join(o.Bundle, ConmonPidFile)}
+	p := &Pending{m: m, syncP: syncP, startP: startP, errR: errR, pidFile: filepath.Join(o.Bundle, ConmonPidFile), id: o.ID}
 	cmd := exec.Command(m.cfg.Conmon, m.createArgs(o)...)
 	cmd.Dir = o.Bundle
 	cmd.Env = []string{"PATH=" + conmonPath, "_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4"}
@@ -195,11 +202,7 @@ func (p *Pending) Start(ctx context.Context) (*Created, error) {
 		// Exited already: it reports on the sync pipe before it goes.
 		conmon = Proc{PID: pid}
 	}
-	m.reaper.adopt(pid, func(unix.WaitStatus) {
-		if m.cfg.OnConmonExit != nil {
-			m.cfg.OnConmonExit(pid)
-		}
-	})
+	m.reaper.adopt(pid, func(unix.WaitStatus) { m.router.route(Notice{ID: p.id, ConmonGone: true}) })
 
 	msg, err := readSync(ctx, p.syncP)
 	if err != nil {
