@@ -308,7 +308,9 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	st := Status{State: StateCreated, Conmon: created.Conmon, Init: created.Container,
 		Resources: cloneResources(cfg.GetLinux().GetResources())}
 	c := &container{meta: meta, op: make(chan struct{}, 1), st: st, exited: make(chan struct{}), process: gen.Spec.Process}
-	m.persist(c)
+	if err := m.persist(c); err != nil {
+		return "", err
+	}
 	m.mu.Lock()
 	m.ctrs[id] = c
 	m.mu.Unlock()

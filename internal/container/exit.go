@@ -69,7 +69,7 @@ func (m *Manager) finishExit(c *container, code int32, at time.Time, reason, mes
 	c.cleaned = make(chan struct{})
 	st, cleaned := c.st, c.cleaned
 	c.mu.Unlock()
-	m.persist(c)
+	m.persistLogged(c)
 	m.mon.ClearExit(c.meta.ID)
 	m.events.Publish(m.event(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT))
 	m.log.Debug("container exited", "id", c.meta.ID, "code", code, "reason", reason)

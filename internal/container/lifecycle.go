@@ -60,16 +60,24 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}
 	init := c.st.Init
 	c.mu.Unlock()
+	if err == nil {
+		// Running is reported only once it is on disk; a failed write
+		// fails the start, and the container is ended below.
+		if err = m.persist(c); err != nil {
+			c.mu.Lock()
+			c.st.State, c.st.StartedAt = StateCreated, time.Time{}
+			c.mu.Unlock()
+		}
+	}
 	if err != nil {
-		// The init is still waiting to exec (or gone): end it so conmon
-		// reports the container exited.
+		// The init is still waiting to exec (or gone, or must go): end it
+		// so conmon reports the container exited.
 		_ = init.Signal(unix.SIGKILL)
 		if pending {
 			m.handleExit(c.meta.ID)
 		}
 		return fmt.Errorf("start container %s: %w", c.meta.ID, err)
 	}
-	m.persist(c)
 	m.events.Publish(m.event(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT))
 	if pending {
 		m.handleExit(c.meta.ID)
@@ -103,10 +111,13 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	c.st.Removing = true
 	cleaned := c.cleaned
 	c.mu.Unlock()
-	m.persist(c)
-	if err := m.remove(ctx, c, cleaned); err != nil {
+	err = m.persist(c)
+	if err == nil {
+		err = m.remove(ctx, c, cleaned)
+	}
+	if err != nil {
 		c.mu.Lock()
-		c.removed = false
+		c.removed, c.st.Removing = false, false
 		c.mu.Unlock()
 		return err
 	}

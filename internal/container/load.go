@@ -141,7 +141,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 		m.mu.Unlock()
 		if !live {
 			if changed {
-				m.persist(c)
+				m.persistLogged(c)
 			}
 			rep.Exited++
 			continue
@@ -160,7 +160,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			changed = true
 		}
 		if changed {
-			m.persist(c)
+			m.persistLogged(c)
 		}
 		if c.snapshot().State == StateRunning {
 			rep.Running++

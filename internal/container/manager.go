@@ -277,13 +277,24 @@ func (c *container) unlockOp() { <-c.op }
 // persist writes c's current status. Writers are serialised per
 // container and each writes the state current when it writes, so
 // concurrent transitions (a start racing an exit) never leave an older
-// state on disk after a newer one.
-func (m *Manager) persist(c *container) {
+// state on disk after a newer one. An RPC reports a transition only once
+// it is written, and fails (rolling it back) when the write does; an exit
+// seen in the background is logged instead, since conmon's exit file
+// stays the durable record of it.
+func (m *Manager) persist(c *container) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	st := c.snapshot()
 	st.Version = recordVersion
 	if err := m.records.WriteVolatile(c.meta.ID, statusFile, &st); err != nil {
+		return fmt.Errorf("container %s: write status: %w", c.meta.ID, err)
+	}
+	return nil
+}
+
+// persistLogged is persist for transitions nobody waits for.
+func (m *Manager) persistLogged(c *container) {
+	if err := m.persist(c); err != nil {
 		m.log.Error("write container status", "id", c.meta.ID, "error", err)
 	}
 }

@@ -66,11 +66,8 @@ type Input struct {
 	// TargetPIDNS is the PID namespace path of the target container for
 	// the TARGET pid mode.
 	TargetPIDNS string
-	// Sysctls are set by runc at start (the pod normally sets its own
-	// when pinning namespaces; this is for sysctls it could not).
-	Sysctls map[string]string
-	Host    *Host
-	Options Options
+	Host        *Host
+	Options     Options
 }
 
 // Result is the spec and what was decided on the way.
@@ -199,9 +196,6 @@ func Generate(in *Input) (*Result, error) {
 		return nil, err
 	}
 	s.Linux.Namespaces = ns
-	if s.Linux.Sysctl, err = sysctls(in.Sysctls, ns); err != nil {
-		return nil, err
-	}
 
 	// Mounts: runtime defaults, the pod's shared files, then the request.
 	um, rootProp, err := userMounts(cfg.GetMounts())

@@ -457,26 +457,6 @@ func TestNamespaces(t *testing.T) {
 	genErr(t, input(t, cfg), errdefs.ErrInvalidArgument)
 }
 
-func TestSysctls(t *testing.T) {
-	in := input(t, &runtimeapi.ContainerConfig{})
-	in.Sysctls = map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "100"}
-	if s := gen(t, in).Spec; s.Linux.Sysctl["net.ipv4.ip_forward"] != "1" {
-		t.Fatalf("sysctls %v", s.Linux.Sysctl)
-	}
-	for _, bad := range []map[string]string{
-		{"kernel.core_pattern": "|/evil"},
-		{"net.ipv4.ip_forward": "1\nkernel.core_pattern=x"},
-	} {
-		in.Sysctls = bad
-		genErr(t, in, errdefs.ErrInvalidArgument)
-	}
-	cfg := &runtimeapi.ContainerConfig{}
-	secCtx(cfg).NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}
-	in = input(t, cfg)
-	in.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
-	genErr(t, in, errdefs.ErrInvalidArgument)
-}
-
 func TestProbeHost(t *testing.T) {
 	h, err := ProbeHost()
 	if err != nil {
