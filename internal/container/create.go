@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/image"
@@ -326,7 +327,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 }
 
 func (m *Manager) buildMeta(id, name string, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig, img *image.ImageInfo,
-	handlerName string, rt runtime.OCI, conmonCgroup *runtime.Cgroup, logPath, bundle string, gen *spec.Result) *Meta {
+	handlerName string, rt runtime.OCI, conmonCgroup *cgroups.Cgroup, logPath, bundle string, gen *spec.Result) *Meta {
 	meta := &Meta{
 		Version: recordVersion, ID: id, Name: name, PodID: sb.ID,
 		CtrName: cfg.GetMetadata().GetName(), Attempt: cfg.GetMetadata().GetAttempt(),
@@ -399,15 +400,15 @@ func makeDirs(rootfs string, gen *spec.Result) error {
 
 // conmonCgroup is where conmon goes (conmon_cgroup = "pod", cgroupfs): a
 // cgroup of its own under the pod's parent, accounted to the pod.
-func (m *Manager) conmonCgroup(sb *pod.Sandbox, id, cgroupManager string) *runtime.Cgroup {
+func (m *Manager) conmonCgroup(sb *pod.Sandbox, id, cgroupManager string) *cgroups.Cgroup {
 	if cgroupManager == "systemd" || m.cfg().Berth.Runtime.ConmonCgroup != "pod" {
 		return nil
 	}
 	parent := sb.CgroupParent
 	if parent == "" {
-		parent = "/berth"
+		parent = cgroups.DefaultParent
 	}
-	return m.hier.For(filepath.Join(parent, runtime.ConmonCgroupName(id)))
+	return m.hier.For(filepath.Join(parent, cgroups.ConmonCgroupName(id)))
 }
 
 // logPath is where conmon writes the container's CRI log: the request's

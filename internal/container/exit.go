@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/runtime"
 )
 
@@ -36,7 +34,9 @@ func (m *Manager) handleExit(id string) {
 		}
 		return
 	}
-	oom := ex.OOMKilled || (ex.Code == 137 && m.cgroupOOM(c.meta))
+	// On cgroup v1 conmon learns of an OOM through an eventfd and may
+	// write the exit file first, so a 137 is double-checked.
+	oom := ex.OOMKilled || (ex.Code == 137 && !c.meta.Runtime.SystemdCgroup && cgroups.OOMKilled(c.meta.CgroupsPath))
 	reason := ReasonError
 	switch {
 	case oom:
@@ -132,28 +132,4 @@ func (m *Manager) conmonExited(id string) {
 	if c != nil {
 		m.checkConmon(c)
 	}
-}
-
-// cgroupOOM reads the OOM-kill counter of the container's memory cgroup.
-// On cgroup v1 conmon learns of an OOM through an eventfd and may write
-// the exit file first, so a 137 is double-checked here.
-func (m *Manager) cgroupOOM(meta *Meta) bool {
-	if meta.Runtime.SystemdCgroup {
-		return false
-	}
-	file, key := filepath.Join("/sys/fs/cgroup/memory", meta.CgroupsPath, "memory.oom_control"), "oom_kill "
-	if m.host.CgroupV2 {
-		file = filepath.Join("/sys/fs/cgroup", meta.CgroupsPath, "memory.events")
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
-		}
-	}
-	return false
 }

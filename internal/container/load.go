@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -237,7 +238,7 @@ func (m *Manager) discard(id string, meta *Meta, conmon runtime.Proc, removeLog 
 	defer cancel()
 	log := m.log.With("id", id)
 	rt, storageID, bundle := m.defaultRuntime(), id, filepath.Join(m.runDir, id)
-	var cg *runtime.Cgroup
+	var cg *cgroups.Cgroup
 	if meta != nil {
 		rt, storageID, cg = meta.Runtime, meta.StorageID, meta.ConmonCgroup
 		if meta.Bundle != "" {

@@ -31,6 +31,7 @@ import (
 	"github.com/containers/storage"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image"
@@ -84,7 +85,7 @@ type Manager struct {
 	log     *slog.Logger
 	images  Images
 	host    *spec.Host
-	hier    *runtime.Hierarchies
+	hier    *cgroups.Hierarchies
 	mon     *runtime.Monitor
 	exits   *runtime.Owner
 	records store.Dir
@@ -155,7 +156,7 @@ func New(d Deps) (*Manager, error) {
 	for _, limit := range host.Limits() {
 		d.Log.Warn("this host limits containers; berth adapts", "limit", limit)
 	}
-	hier, err := runtime.ProbeHierarchies()
+	hier, err := cgroups.ProbeHierarchies()
 	if err != nil {
 		return nil, err
 	}

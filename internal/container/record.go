@@ -5,6 +5,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 )
@@ -93,7 +94,7 @@ type Meta struct {
 	// Bundle is the OCI bundle (volatile, under the run dir).
 	Bundle       string          `json:"bundle"`
 	CgroupsPath  string          `json:"cgroups_path"`
-	ConmonCgroup *runtime.Cgroup `json:"conmon_cgroup,omitempty"`
+	ConmonCgroup *cgroups.Cgroup `json:"conmon_cgroup,omitempty"`
 	Mounts       []Mount         `json:"mounts,omitempty"`
 	// StopSignal is the signal Stop sends first (a name like SIGTERM).
 	StopSignal string    `json:"stop_signal"`

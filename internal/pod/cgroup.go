@@ -1,18 +1,10 @@
 package pod
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-)
 
-// Default cgroup parents when the pod names none.
-const (
-	defaultCgroupfsParent = "/berth"
-	defaultSystemdParent  = "system.slice"
+	"github.com/berth-cri/berth/internal/cgroups"
 )
 
 // cgroupParent validates the pod's cgroup parent for the configured
@@ -22,7 +14,7 @@ const (
 func cgroupParent(manager, p string) (string, error) {
 	if manager == "systemd" {
 		if p == "" {
-			return defaultSystemdParent, nil
+			return cgroups.DefaultSlice, nil
 		}
 		if !validSlice(p) {
 			return "", invalid("linux.cgroup_parent %q is not a systemd slice name like \"kubepods-besteffort.slice\"", p)
@@ -30,7 +22,7 @@ func cgroupParent(manager, p string) (string, error) {
 		return p, nil
 	}
 	if p == "" {
-		return defaultCgroupfsParent, nil
+		return cgroups.DefaultParent, nil
 	}
 	if !filepath.IsAbs(p) || hasDotDot(p) || strings.ContainsAny(p, "\x00\n") {
 		return "", invalid("linux.cgroup_parent %q must be an absolute cgroup path without \"..\"", p)
@@ -60,69 +52,4 @@ func validSlice(s string) bool {
 		}
 	}
 	return true
-}
-
-// cgroupMounts lists the mount points of every cgroup hierarchy, v1
-// controllers and the v2 unified tree alike (a hybrid host has both).
-func cgroupMounts() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent maj:min root mountpoint opts [optional...] - fstype src superopts
-		fields := strings.Fields(sc.Text())
-		for i, fld := range fields {
-			if fld == "-" && i+1 < len(fields) && i >= 5 {
-				if t := fields[i+1]; t == "cgroup" || t == "cgroup2" {
-					out = append(out, fields[4])
-				}
-				break
-			}
-		}
-	}
-	return out, sc.Err()
-}
-
-// ensureCgroup creates parent in every cgroupfs hierarchy where it is
-// missing and returns the directories it made, deepest last, so the pod
-// can remove exactly those. runc would create them too, but then nobody
-// would remove them when the pod goes.
-func ensureCgroup(parent string) ([]string, error) {
-	mounts, err := cgroupMounts()
-	if err != nil {
-		return nil, fmt.Errorf("list cgroup mounts: %w", err)
-	}
-	var created []string
-	for _, mnt := range mounts {
-		dir := mnt
-		for _, c := range strings.Split(strings.Trim(parent, "/"), "/") {
-			dir = filepath.Join(dir, c)
-			err := os.Mkdir(dir, 0o755)
-			switch {
-			case err == nil:
-				created = append(created, dir)
-			case errors.Is(err, os.ErrExist):
-			default:
-				removeCgroups(created)
-				return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
-			}
-		}
-	}
-	return created, nil
-}
-
-// removeCgroups removes the given cgroup dirs, deepest first. A dir
-// still in use (another pod's containers under a shared parent) stays.
-func removeCgroups(dirs []string) []string {
-	var kept []string
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
-			kept = append(kept, dirs[i])
-		}
-	}
-	return kept
 }

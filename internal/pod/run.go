@@ -9,6 +9,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
@@ -146,12 +147,12 @@ func (m *Manager) create(ctx context.Context, rec *record) (id string, err error
 		}
 	}
 	if cfg.Berth.Runtime.CgroupManager == "cgroupfs" {
-		created, err := ensureCgroup(rec.CgroupParent)
+		created, err := cgroups.Ensure(rec.CgroupParent)
 		if err != nil {
 			return "", err
 		}
 		st.CgroupsCreated = created
-		undo.push(func(context.Context) error { removeCgroups(created); return nil })
+		undo.push(func(context.Context) error { cgroups.RemoveDirs(created); return nil })
 	}
 
 	tPin := time.Now()

@@ -9,6 +9,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
@@ -134,9 +135,9 @@ func (m *Manager) remove(ctx context.Context, id string, e *entry) error {
 		return err
 	}
 	m.mu.Lock()
-	cgroups, logDirCreated := e.st.CgroupsCreated, e.st.LogDirCreated
+	cgroupDirs, logDirCreated := e.st.CgroupsCreated, e.st.LogDirCreated
 	m.mu.Unlock()
-	removeCgroups(cgroups)
+	cgroups.RemoveDirs(cgroupDirs)
 	if logDirCreated && e.rec.LogDirectory != "" {
 		// Only if empty: container logs in it belong to the kubelet.
 		_ = os.Remove(e.rec.LogDirectory)

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
@@ -51,7 +52,7 @@ type CreateOptions struct {
 	StdinOnce  bool
 	// Cgroup, when set, receives conmon in the start-pipe window, before
 	// it starts runc, so that conmon is accounted to the pod.
-	Cgroup *Cgroup
+	Cgroup *cgroups.Cgroup
 	// Owner, when set, claims ID before conmon starts: it receives the
 	// exit and conmon-death notices of this container.
 	Owner *Owner

@@ -189,26 +189,6 @@ func join(s []string) string {
 	return out
 }
 
-func TestHierarchies(t *testing.T) {
-	h, err := ProbeHierarchies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := h.For("/kubepods/pod1/berth-conmon-x")
-	if c == nil || len(c.Dirs) == 0 {
-		t.Skip("no cgroup hierarchies here")
-	}
-	for _, d := range c.Dirs {
-		if filepath.Base(d) != "berth-conmon-x" || filepath.Base(filepath.Dir(filepath.Dir(d))) == "cpuset" {
-			t.Fatalf("dir %s", d)
-		}
-	}
-	var nilC *Cgroup
-	if err := nilC.Remove(0); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestConmonID(t *testing.T) {
 	dir := t.TempDir()
 	if id, ok := parseConmonArgs([][]byte{[]byte("/usr/bin/conmon"), []byte("-b"), []byte("/x"), []byte("-c"), []byte("abc"), []byte("--exit-dir"), []byte(dir)}, dir); !ok || id != "abc" {

@@ -1,13 +1,13 @@
 package spec
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +92,7 @@ func ProbeHost() (*Host, error) {
 	if h.Bounding, err = boundingSet("/proc/self/status"); err != nil {
 		return nil, err
 	}
-	h.CgroupV2 = isCgroup2("/sys/fs/cgroup")
+	h.CgroupV2 = cgroups.IsUnified(cgroups.Root)
 	if h.CgroupV2 {
 		h.Controllers = cgroup2Controllers("/sys/fs/cgroup/cgroup.controllers")
 		_, serr := os.Stat("/sys/fs/cgroup/memory.swap.max")
@@ -106,7 +106,7 @@ func ProbeHost() (*Host, error) {
 		}
 		h.SwapAccounting = serr == nil
 	} else {
-		h.Controllers = cgroup1Controllers("/proc/self/mountinfo")
+		h.Controllers = cgroup1Controllers()
 		_, serr := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 		h.SwapAccounting = serr == nil
 	}
@@ -150,14 +150,6 @@ func capsFromMask(mask uint64) map[string]bool {
 	return set
 }
 
-func isCgroup2(root string) bool {
-	var st unix.Statfs_t
-	if err := unix.Statfs(root, &st); err != nil {
-		return false
-	}
-	return st.Type == unix.CGROUP2_SUPER_MAGIC
-}
-
 func cgroup2Controllers(path string) map[string]bool {
 	set := map[string]bool{}
 	data, err := os.ReadFile(path)
@@ -175,32 +167,12 @@ func cgroup2Controllers(path string) map[string]bool {
 // cgroup1Controllers lists the controllers of the mounted v1 hierarchies.
 // /proc/cgroups is not enough: it lists controllers that are compiled in
 // but mounted nowhere (hugetlb on this kind of host), which runc cannot use.
-func cgroup1Controllers(mountinfo string) map[string]bool {
+func cgroup1Controllers() map[string]bool {
 	set := map[string]bool{}
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return set
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "... - cgroup cgroup rw,memory"
-		_, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(post)
-		if len(fields) < 3 || fields[0] != "cgroup" {
-			continue
-		}
-		for _, opt := range strings.Split(fields[2], ",") {
-			switch opt {
-			case "rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec":
-				continue
-			}
-			if !strings.Contains(opt, "=") {
-				set[opt] = true
-			}
+	mounts, _ := cgroups.Mounts()
+	for _, m := range mounts {
+		for _, c := range m.Controllers {
+			set[c] = true
 		}
 	}
 	return set

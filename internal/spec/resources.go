@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -151,14 +152,11 @@ func oomScoreAdj(v int64, h *Host, adapted *[]string) (int, error) {
 // CgroupsPath is the container's cgroup: for cgroupfs a path under the
 // pod's parent, for systemd "slice:prefix:name".
 func CgroupsPath(manager, parent, id string) string {
-	if manager == "systemd" {
-		if parent == "" {
-			parent = "system.slice"
-		}
-		return parent + ":berth:" + id
-	}
 	if parent == "" {
-		parent = "/berth"
+		parent = cgroups.DefaultParentFor(manager)
+	}
+	if manager == "systemd" {
+		return parent + ":berth:" + id
 	}
 	return strings.TrimSuffix(parent, "/") + "/berth-" + id
 }

@@ -469,16 +469,3 @@ func TestProbeHost(t *testing.T) {
 		h.CgroupV2, h.SwapAccounting, h.AppArmor, h.OOMScoreAdj, h.Controllers, len(h.Devices),
 		slices.DeleteFunc(slices.Clone(capNames[:]), h.HasCap))
 }
-
-func TestCgroup1Controllers(t *testing.T) {
-	mi := filepath.Join(t.TempDir(), "mountinfo")
-	write(t, mi, `30 25 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-32 25 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
-33 25 0:29 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
-`)
-	c := cgroup1Controllers(mi)
-	if !c["memory"] || !c["cpu"] || !c["cpuacct"] || c["hugetlb"] || c["name=systemd"] {
-		t.Fatalf("controllers %v", c)
-	}
-}

@@ -1,7 +1,6 @@
-package runtime
+package cgroups
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,31 +31,18 @@ type Hierarchies struct {
 // out on v1: a new cpuset cgroup starts with no cpus and refuses tasks
 // until they are copied from its parent, and conmon needs no cpuset.
 func ProbeHierarchies() (*Hierarchies, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := Mounts()
 	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
+		return nil, err
 	}
-	defer f.Close()
 	h := &Hierarchies{}
 	var unified string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 {
-			continue
-		}
-		switch qf[0] {
-		case "cgroup2":
-			unified = pf[4]
-		case "cgroup":
-			if strings.Contains(","+qf[2]+",", ",cpuset,") {
-				continue
-			}
-			h.mounts = append(h.mounts, pf[4])
+	for _, m := range mounts {
+		switch {
+		case m.Unified:
+			unified = m.Dir
+		case !m.Has("cpuset"):
+			h.mounts = append(h.mounts, m.Dir)
 		}
 	}
 	if len(h.mounts) == 0 && unified != "" {
