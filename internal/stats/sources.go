@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/errdefs"
-	"github.com/berth-cri/berth/internal/pod"
 )
 
 // ContainerTarget is what the collector needs to know about a container.
@@ -66,61 +65,6 @@ type PodSource interface {
 	// StatsPod returns the pod with this id or unique id prefix, or an
 	// error wrapping errdefs.ErrNotFound.
 	StatsPod(idOrPrefix string) (PodTarget, error)
-}
-
-// Pods adapts the pod manager to PodSource.
-func Pods(m *pod.Manager) PodSource { return podManager{m} }
-
-type podManager struct{ m *pod.Manager }
-
-func (p podManager) StatsPods() []PodTarget {
-	sbs := p.m.List(pod.Filter{})
-	// A cgroup parent is the pod's own only if no other pod uses it
-	// (the default parent is shared by every pod that names none).
-	users := make(map[string]int, len(sbs))
-	for _, sb := range sbs {
-		users[sb.CgroupParent]++
-	}
-	out := make([]PodTarget, 0, len(sbs))
-	for _, sb := range sbs {
-		out = append(out, podTarget(sb, users[sb.CgroupParent] == 1))
-	}
-	return out
-}
-
-func (p podManager) StatsPod(id string) (PodTarget, error) {
-	sb, err := p.m.Get(id)
-	if err != nil {
-		return PodTarget{}, err
-	}
-	if sb == nil {
-		return PodTarget{}, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
-	own := true
-	for _, o := range p.m.List(pod.Filter{}) {
-		if o.ID != sb.ID && o.CgroupParent == sb.CgroupParent {
-			own = false
-			break
-		}
-	}
-	return podTarget(sb, own), nil
-}
-
-func podTarget(sb *pod.Sandbox, ownCgroup bool) PodTarget {
-	t := PodTarget{
-		ID:          sb.ID,
-		Name:        sb.Metadata.Name,
-		Namespace:   sb.Metadata.Namespace,
-		UID:         sb.Metadata.UID,
-		Attempt:     sb.Metadata.Attempt,
-		Labels:      sb.Labels,
-		Annotations: sb.Annotations,
-		NetNS:       sb.NetNS,
-	}
-	if ownCgroup {
-		t.CgroupDir = sb.CgroupParent
-	}
-	return t
 }
 
 // lookupPrefix finds the one id in ids equal to, or uniquely prefixed
