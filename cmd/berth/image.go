@@ -117,7 +117,7 @@ func (g *globals) openImages(cmd *cobra.Command) (*image.Service, context.Contex
 	if !g.debug {
 		logrus.SetLevel(logrus.WarnLevel)
 	}
-	svc := image.New(func() *config.Config { return cfg }, log)
+	svc := image.New(func() *config.Config { return cfg }, log, nil)
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	done := func() {
 		stop()

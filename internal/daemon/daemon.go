@@ -119,7 +119,9 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 		}
 	}()
-	d.images = image.New(d.current, d.log.With("component", "image"))
+	// Metrics first: the image and container services report into them.
+	d.metrics = metrics.New()
+	d.images = image.New(d.current, d.log.With("component", "image"), d.metrics)
 	defer func() {
 		if err := d.images.Close(); err != nil {
 			d.log.Error("close image storage", "error", err)
@@ -168,10 +170,6 @@ func Run(ctx context.Context, loader config.Loader) error {
 		return err
 	}
 	defer d.pods.Close()
-
-	// Metrics first: the image and container services report into them.
-	d.metrics = metrics.New()
-	d.images.SetPullObserver(d.metrics)
 
 	// Containers: the records of containers that kept running while
 	// berthd was stopped.

@@ -110,7 +110,7 @@ func wipeStorage(current func() *config.Config, log *slog.Logger) (int, error) {
 	if _, err := os.Stat(opts.GraphRoot); err != nil {
 		return 0, nil
 	}
-	imgs := image.New(current, log.With("component", "image"))
+	imgs := image.New(current, log.With("component", "image"), nil)
 	defer imgs.Close()
 	st, err := imgs.Store()
 	if err != nil {

@@ -49,19 +49,17 @@ type Service struct {
 	configs map[string]*ociv1.Image
 }
 
-// New returns a Service reading the current config through cfg. Nothing
-// is opened until the first call that needs storage.
-func New(cfg func() *config.Config, log *slog.Logger) *Service {
+// New returns a Service reading the current config through cfg; observer,
+// if not nil, is told of pulled blobs. Nothing is opened until the first
+// call that needs storage.
+func New(cfg func() *config.Config, log *slog.Logger, observer PullObserver) *Service {
 	return &Service{
-		config:  cfg,
-		log:     log,
-		configs: map[string]*ociv1.Image{},
+		config:   cfg,
+		log:      log,
+		observer: observer,
+		configs:  map[string]*ociv1.Image{},
 	}
 }
-
-// SetPullObserver registers o to be told of pulled blobs; call it before
-// serving.
-func (s *Service) SetPullObserver(o PullObserver) { s.observer = o }
 
 // Reload makes the next pull see the registries.conf and policy.json on
 // disk. The new config snapshot is already published when it is called;

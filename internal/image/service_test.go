@@ -53,7 +53,7 @@ func newEnv(t *testing.T, registriesConf string, mutate func(*config.Config)) *t
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := &testEnv{dir: dir, cfg: cfg, logs: logs}
-	e.svc = New(func() *config.Config { return e.cfg }, log)
+	e.svc = New(func() *config.Config { return e.cfg }, log, nil)
 	t.Cleanup(func() {
 		if err := e.svc.Close(); err != nil {
 			t.Errorf("close: %v", err)
