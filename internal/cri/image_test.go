@@ -39,7 +39,7 @@ func TestImageHandlers(t *testing.T) {
 	cfg.Berth.Image.RegistriesConf = filepath.Join(dir, "registries.conf")
 	cfg.Berth.Image.RegistriesConfDir = filepath.Join(dir, "registries.conf.d")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc := image.New(func() *config.Config { return cfg }, log)
+	svc := image.New(func() *config.Config { return cfg }, log, nil)
 	t.Cleanup(func() { svc.Close() })
 	s := New(Deps{Config: func() *config.Config { return cfg }, Log: log, Version: "test", Images: svc})
 	sock := filepath.Join(dir, "berth.sock")
