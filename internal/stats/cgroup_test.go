@@ -215,3 +215,27 @@ func TestV2LiveCPU(t *testing.T) {
 		t.Errorf("burner used %.2f cores, want about 1", cores)
 	}
 }
+
+// BenchmarkCgroupRead compares a full read of a cgroup with a read of
+// its CPU counter alone, which every stats request makes per container
+// between the loop's samples. It reads the root cgroup of this host.
+func BenchmarkCgroupRead(b *testing.B) {
+	r, err := probeCgroups()
+	if err != nil {
+		b.Skip(err)
+	}
+	b.Run("full", func(b *testing.B) {
+		for range b.N {
+			if _, err := r.read("/"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cpu", func(b *testing.B) {
+		for range b.N {
+			if _, err := r.readCPU("/"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
