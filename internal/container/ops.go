@@ -15,6 +15,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // MaxExecOutput caps each stream of ExecSync (CVE-2022-1708): the rest of
@@ -108,7 +109,11 @@ func (m *Manager) Process(id string) (*specs.Process, error) {
 }
 
 // UpdateResources applies new cgroup limits to a created or running
-// container, adapted to the host like at creation.
+// container, adapted to the host like at creation. Settings the update
+// leaves out keep their values, as in the cgroup. The resources now in
+// force are recorded durably before it returns (the runtime spec in the
+// bundle and status.json, which ContainerStatus and a restarted berthd
+// read); if that fails, the cgroup is put back and the update fails.
 func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
 		return nil
@@ -131,14 +136,73 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if st.State != StateRunning && st.State != StateCreated {
 		return fmt.Errorf("container %s is %s: %w", c.meta.ID, st.State, errdefs.ErrFailedPrecondition)
 	}
+	// The spec's resources are kept equal to what is in force.
+	specData, s, err := readSpec(c.meta.Bundle)
+	if err != nil {
+		return fmt.Errorf("read spec of %s: %w", c.meta.ID, err)
+	}
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{}
+	}
+	before := s.Linux.Resources
 	if err := c.meta.Runtime.Update(ctx, c.meta.ID, res); err != nil {
 		return fmt.Errorf("update resources of %s: %w", c.meta.ID, err)
 	}
-	c.mu.Lock()
-	c.st.Resources = cloneResources(r)
-	c.mu.Unlock()
-	m.persist(c)
+	s.Linux.Resources = spec.UpdatedResources(before, res)
+	if err := m.recordResources(c, spec.UpdatedCRIResources(st.Resources, r, res), s, specData); err != nil {
+		// Put the cgroup back even if the caller has gone.
+		undo := spec.RestoreResources(before, res)
+		if uerr := c.meta.Runtime.Update(context.WithoutCancel(ctx), c.meta.ID, undo); uerr != nil {
+			m.log.Error("restore resources after a failed update", "id", c.meta.ID, "error", uerr)
+		}
+		return fmt.Errorf("record the new resources: %w", err)
+	}
 	return nil
+}
+
+// recordResources writes the runtime spec with the resources now in
+// force, then status.json with their CRI form, durably, then the
+// status in memory. On error nothing changed: the spec is put back to
+// oldSpec.
+func (m *Manager) recordResources(c *container, cri *runtimeapi.LinuxContainerResources, s *specs.Spec, oldSpec []byte) error {
+	path := filepath.Join(c.meta.Bundle, "config.json")
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	if err := store.WriteFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("write spec: %w", err)
+	}
+	// Held across the write and the change in memory, so that a
+	// concurrent persist writes the new resources after this one.
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	st := c.snapshot()
+	st.Version = recordVersion
+	st.Resources = cri
+	if err := m.records.Write(c.meta.ID, statusFile, &st); err != nil {
+		if rerr := store.WriteFileAtomic(path, oldSpec, 0o600); rerr != nil {
+			m.log.Error("put back the runtime spec after a failed update", "id", c.meta.ID, "error", rerr)
+		}
+		return err
+	}
+	c.mu.Lock()
+	c.st.Resources = cloneResources(cri)
+	c.mu.Unlock()
+	return nil
+}
+
+// readSpec reads the OCI spec in a bundle, as bytes and decoded.
+func readSpec(bundle string) ([]byte, *specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, nil, fmt.Errorf("decode config.json: %w", err)
+	}
+	return data, &s, nil
 }
 
 // ReopenLog makes conmon reopen the container's log file, after the

@@ -41,10 +41,19 @@ type Usage struct {
 // exited and its cgroup was removed between listing and reading.
 var errVanished = errors.New("cgroup does not exist")
 
+// cpuSample is one reading of a cgroup's cumulative CPU time.
+type cpuSample struct {
+	time  time.Time
+	nanos uint64
+}
+
 // cgroupReader reads one cgroup by its path relative to the hierarchy
-// roots ("/kubepods/pod1/berth-ID").
+// roots ("/kubepods/pod1/berth-ID"): read takes everything, readCPU
+// only the CPU counter (one small file), for answers between full
+// samples.
 type cgroupReader interface {
 	read(rel string) (Usage, error)
+	readCPU(rel string) (cpuSample, error)
 }
 
 // probeCgroups picks the reader for this host: v2 when /sys/fs/cgroup is
@@ -153,6 +162,19 @@ func (v v1Reader) read(rel string) (Usage, error) {
 	return u, nil
 }
 
+func (v v1Reader) readCPU(rel string) (cpuSample, error) {
+	s := cpuSample{time: time.Now()}
+	if v.cpuacct == "" {
+		return s, errors.New("no cgroup v1 cpuacct hierarchy")
+	}
+	n, err := readUint(filepath.Join(v.cpuacct, rel, "cpuacct.usage"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, errVanished
+	}
+	s.nanos = n
+	return s, err
+}
+
 // v2Reader reads one unified hierarchy mounted at root.
 type v2Reader struct{ root string }
 
@@ -187,6 +209,16 @@ func (v v2Reader) read(rel string) (Usage, error) {
 	}
 	u.Pids, _ = readUint(filepath.Join(dir, "pids.current"))
 	return u, nil
+}
+
+func (v v2Reader) readCPU(rel string) (cpuSample, error) {
+	s := cpuSample{time: time.Now()}
+	cpu, err := readKV(filepath.Join(v.root, rel, "cpu.stat"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, errVanished
+	}
+	s.nanos = cpu["usage_usec"] * 1000
+	return s, err
 }
 
 // workingSet is usage minus inactive file pages, never below zero: the

@@ -44,6 +44,13 @@ func TestV2Fixture(t *testing.T) {
 	if _, err := r.read("/kubepods/pod1/gone"); !errors.Is(err, errVanished) {
 		t.Fatalf("vanished: %v", err)
 	}
+	// The CPU counter alone reads the same value from cpu.stat.
+	if cs, err := r.readCPU("/kubepods/pod1/ctr1"); err != nil || cs.nanos != 2_500_000_000 || cs.time.IsZero() {
+		t.Fatalf("readCPU: %+v, %v", cs, err)
+	}
+	if _, err := r.readCPU("/kubepods/pod1/gone"); !errors.Is(err, errVanished) {
+		t.Fatalf("readCPU of a vanished cgroup: %v", err)
+	}
 }
 
 func TestWorkingSetNeverNegative(t *testing.T) {
@@ -136,6 +143,11 @@ func TestV1Live(t *testing.T) {
 	if second.Pids < 1 || second.MemoryUsage == 0 {
 		t.Errorf("burner: %+v", second)
 	}
+	// The CPU counter alone goes on from the full read.
+	cs, err := v1.readCPU(rel + "/burn")
+	if err != nil || cs.nanos < second.CPUNanos || !cs.time.After(second.Time) {
+		t.Errorf("readCPU after read %+v: %+v, %v", second, cs, err)
+	}
 
 	mem, err := v1.read(rel + "/eat")
 	if err != nil {
@@ -165,6 +177,9 @@ func TestV1Live(t *testing.T) {
 	}
 	if _, err := v1.read(rel + "/eat"); !errors.Is(err, errVanished) {
 		t.Fatalf("removed cgroup: %v", err)
+	}
+	if _, err := v1.readCPU(rel + "/eat"); !errors.Is(err, errVanished) {
+		t.Fatalf("readCPU of a removed cgroup: %v", err)
 	}
 }
 
@@ -199,4 +214,28 @@ func TestV2LiveCPU(t *testing.T) {
 	if cores < 0.2 || cores > 1.2 {
 		t.Errorf("burner used %.2f cores, want about 1", cores)
 	}
+}
+
+// BenchmarkCgroupRead compares a full read of a cgroup with a read of
+// its CPU counter alone, which every stats request makes per container
+// between the loop's samples. It reads the root cgroup of this host.
+func BenchmarkCgroupRead(b *testing.B) {
+	r, err := probeCgroups()
+	if err != nil {
+		b.Skip(err)
+	}
+	b.Run("full", func(b *testing.B) {
+		for range b.N {
+			if _, err := r.read("/"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cpu", func(b *testing.B) {
+		for range b.N {
+			if _, err := r.readCPU("/"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -5,8 +5,11 @@
 // background worker. The CRI stats RPCs only read what it holds.
 //
 // With [berth.stats] stats_collection_period > 0, one goroutine samples
-// everything once per period and the RPCs answer from memory; with 0,
-// each RPC samples what it reports (cgroup and /proc/net/dev reads only,
+// everything once per period and the RPCs answer from memory, except for
+// the CPU counter: each RPC reads that afresh for what it reports (one
+// small file per cgroup), so that two calls a second apart, as crictl
+// stats makes, see the time move and get a rate. With 0, each RPC
+// samples what it reports in full (cgroup and /proc/net/dev reads only,
 // which never touch a disk). Either way, measuring a writable layer walks
 // a directory, so it happens in the worker, one layer at a time, and an
 // RPC reports the last measurement (none before the first).
@@ -26,10 +29,13 @@ import (
 )
 
 const (
-	// ringSize samples are kept per object for CPU rates.
+	// ringSize CPU samples are kept per object for CPU rates.
 	ringSize = 8
-	// minWindow is the shortest interval a CPU rate is computed over.
-	minWindow = time.Second
+	// minWindow is the shortest interval a CPU rate is computed over:
+	// long enough that the counter's scheduler-tick granularity (at most
+	// 10ms) stays a small error, short enough that two calls a second
+	// apart get a rate.
+	minWindow = 500 * time.Millisecond
 	// ringSpacing keeps on-demand bursts from flooding the ring.
 	ringSpacing = 250 * time.Millisecond
 	// minLayerAge is how old a writable layer measurement may get
@@ -60,6 +66,7 @@ type Collector struct {
 	start   sync.Once
 	reader  cgroupReader
 	readNet func(nsPath string) ([]Interface, error)
+	now     func() time.Time // the clock samples are taken on
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    sync.WaitGroup
@@ -74,11 +81,23 @@ type Collector struct {
 
 // series is the sampling history of one cgroup.
 type series struct {
-	latest   Usage
+	latest Usage // the newest full read
+	// cpu is the newest CPU reading, from a full read or one of the CPU
+	// counter alone; never older than latest.
+	cpu      cpuSample
 	has      bool
 	vanished bool // the last read found no cgroup (logged once)
-	ring     [ringSize]Usage
+	ring     [ringSize]cpuSample
 	n, head  int // ring entries and the index of the newest
+}
+
+// reading is what an RPC reports of one cgroup: the latest full sample,
+// the latest CPU reading and the CPU rate when there is one.
+type reading struct {
+	usage  Usage
+	cpu    cpuSample
+	rate   uint64
+	rateOK bool
 }
 
 type netSample struct {
@@ -107,6 +126,7 @@ func New(opts Options) *Collector {
 		cancel:  cancel,
 		queue:   make(chan string, layerQueue),
 		readNet: readNetNS,
+		now:     time.Now,
 		ctrs:    map[string]*series{},
 		pods:    map[string]*series{},
 		nets:    map[string]netSample{},
@@ -215,27 +235,45 @@ func (c *Collector) prune(ctrs []ContainerTarget, pods []PodTarget) {
 
 // fresh reports whether s was sampled recently enough to answer from.
 func (c *Collector) fresh(s *series) bool {
-	return c.period > 0 && s != nil && s.has && time.Since(s.latest.Time) < 2*c.period
+	return c.period > 0 && s != nil && s.has && c.now().Sub(s.latest.Time) < 2*c.period
 }
 
-// containerUsage returns the container's latest sample and CPU rate,
-// sampling first when on demand or when it has not been sampled yet.
-func (c *Collector) containerUsage(t ContainerTarget) (Usage, uint64, bool) {
+// containerUsage returns the container's latest sample, with its CPU
+// counter read now: in a full sample when on demand or when the loop
+// has not sampled it lately, else alone.
+func (c *Collector) containerUsage(t ContainerTarget) reading {
 	c.mu.Lock()
-	s := c.ctrs[t.ID]
-	fresh := c.fresh(s)
+	fresh := c.fresh(c.ctrs[t.ID])
 	c.mu.Unlock()
-	if !fresh {
+	// A container that does not run has nothing to read: its (zero)
+	// sample is cheap, and its timestamp moves too.
+	if !fresh || !t.Running || t.CgroupPath == "" || !c.sampleCPU(c.ctrs, t.ID, CgroupDir(t.CgroupPath)) {
 		c.sampleContainer(t)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s = c.ctrs[t.ID]
-	if s == nil {
-		return Usage{Time: time.Now()}, 0, false
+	return c.ctrs[t.ID].reading()
+}
+
+// sampleCPU reads only the CPU counter of the cgroup rel into m[id],
+// which has a full sample. It returns false when it could not; the
+// caller then samples in full, which records why.
+func (c *Collector) sampleCPU(m map[string]*series, id, rel string) bool {
+	if c.reader == nil {
+		return false
 	}
-	rate, ok := s.rate()
-	return s.latest, rate, ok
+	cs, err := c.reader.readCPU(rel)
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := m[id]
+	if s == nil || s.vanished {
+		return false
+	}
+	s.addCPU(cs)
+	return true
 }
 
 func (c *Collector) sampleContainer(t ContainerTarget) {
@@ -291,48 +329,70 @@ func (c *Collector) record(m map[string]*series, kind, id string, u Usage, err e
 			c.log.Warn("stats: cannot read cgroup; reporting zeros", kind, id, "error", err)
 		}
 		s.vanished = true
-		s.latest, s.has = Usage{Time: time.Now()}, true
+		now := time.Now()
+		s.latest, s.cpu, s.has = Usage{Time: now}, cpuSample{time: now}, true
 		return
 	}
 	s.vanished = false
 	s.add(u)
 }
 
-// add makes u the latest sample and puts it into the ring unless the
-// newest ring entry is younger than ringSpacing. A sample older than
-// the latest (a slower concurrent read) is dropped.
+// add makes u the latest full sample and its CPU reading the latest one.
+// A sample older than the latest (a slower concurrent read) is dropped.
 func (s *series) add(u Usage) {
 	if s.has && !u.Time.After(s.latest.Time) {
 		return
 	}
 	s.latest, s.has = u, true
-	if s.n > 0 && u.Time.Sub(s.ring[s.head].Time) < ringSpacing {
+	s.addCPU(cpuSample{time: u.Time, nanos: u.CPUNanos})
+}
+
+// addCPU makes cs the latest CPU reading, unless a newer one is there
+// already, and puts it into the ring unless the newest ring entry is
+// younger than ringSpacing.
+func (s *series) addCPU(cs cpuSample) {
+	if !cs.time.After(s.cpu.time) {
+		return
+	}
+	s.cpu = cs
+	if s.n > 0 && cs.time.Sub(s.ring[s.head].time) < ringSpacing {
 		return
 	}
 	s.head = (s.head + 1) % ringSize
-	s.ring[s.head] = u
+	s.ring[s.head] = cs
 	s.n = min(s.n+1, ringSize)
 }
 
-// rate is the CPU use in nanocores between the latest sample and the
-// newest ring entry at least minWindow older; false when there is none
-// or the counter went backwards (the cgroup was recreated).
+// rate is the CPU use in nanocores between the latest CPU reading and
+// the newest ring entry at least minWindow older; false when there is
+// none or the counter went backwards (the cgroup was recreated).
 func (s *series) rate() (uint64, bool) {
 	if !s.has || s.vanished {
 		return 0, false
 	}
 	for i := range s.n {
 		old := s.ring[(s.head-i+ringSize)%ringSize]
-		dt := s.latest.Time.Sub(old.Time)
+		dt := s.cpu.time.Sub(old.time)
 		if dt < minWindow {
 			continue
 		}
-		if s.latest.CPUNanos < old.CPUNanos {
+		if s.cpu.nanos < old.nanos {
 			return 0, false
 		}
-		return uint64(float64(s.latest.CPUNanos-old.CPUNanos) / dt.Seconds()), true
+		return uint64(float64(s.cpu.nanos-old.nanos) / dt.Seconds()), true
 	}
 	return 0, false
+}
+
+// reading is what s reports now; a nil s (never sampled) reports zeros.
+func (s *series) reading() reading {
+	if s == nil {
+		now := time.Now()
+		return reading{usage: Usage{Time: now}, cpu: cpuSample{time: now}}
+	}
+	r := reading{usage: s.latest, cpu: s.cpu}
+	r.rate, r.rateOK = s.rate()
+	return r
 }
 
 // wantLayer queues a measurement of the writable layer when the last

@@ -17,13 +17,15 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
-// fakeCgroups serves cgroup reads from memory on a fake clock.
+// fakeCgroups serves cgroup reads from memory on a fake clock. reads
+// counts full reads, cpuReads reads of the CPU counter alone.
 type fakeCgroups struct {
-	mu    sync.Mutex
-	now   time.Time
-	cpu   map[string]uint64
-	gone  map[string]bool
-	reads int
+	mu       sync.Mutex
+	now      time.Time
+	cpu      map[string]uint64
+	gone     map[string]bool
+	reads    int
+	cpuReads int
 }
 
 func newFakeCgroups() *fakeCgroups {
@@ -42,6 +44,29 @@ func (f *fakeCgroups) read(rel string) (Usage, error) {
 		MemoryUsage: 100 << 20, WorkingSet: 60 << 20, RSS: 50 << 20, PageFaults: 10, MajorPageFaults: 1,
 		MemoryLimit: 200 << 20, Pids: 2,
 	}, nil
+}
+
+func (f *fakeCgroups) readCPU(rel string) (cpuSample, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cpuReads++
+	if f.gone[rel] {
+		return cpuSample{}, fmt.Errorf("%s: %w", rel, errVanished)
+	}
+	return cpuSample{time: f.now, nanos: f.cpu[rel]}, nil
+}
+
+func (f *fakeCgroups) clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+// counts returns the number of full and of CPU-only reads so far.
+func (f *fakeCgroups) counts() (full, cpu int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads, f.cpuReads
 }
 
 // advance moves the clock by d and charges each cgroup cores*d of CPU.
@@ -116,6 +141,7 @@ func newTestCollector(t testing.TB, period time.Duration, src *fakeSources, laye
 	})
 	fc := newFakeCgroups()
 	c.reader = fc
+	c.now = fc.clock
 	c.readNet = func(ns string) ([]Interface, error) {
 		return []Interface{{Name: "lo", RxBytes: 1}, {Name: "eth0", RxBytes: 1000, TxBytes: 2000}, {Name: "net1", RxBytes: 5}}, nil
 	}

@@ -88,7 +88,8 @@ func groupByPod(all []ContainerTarget) map[string][]ContainerTarget {
 }
 
 func (c *Collector) containerStats(t ContainerTarget) *runtimeapi.ContainerStats {
-	u, rate, ok := c.containerUsage(t)
+	r := c.containerUsage(t)
+	u := r.usage
 	st := &runtimeapi.ContainerStats{
 		Attributes: &runtimeapi.ContainerAttributes{
 			Id:          t.ID,
@@ -96,7 +97,7 @@ func (c *Collector) containerStats(t ContainerTarget) *runtimeapi.ContainerStats
 			Labels:      t.Labels,
 			Annotations: t.Annotations,
 		},
-		Cpu:    cpuUsage(u, rate, ok),
+		Cpu:    cpuUsage(r),
 		Memory: memoryUsage(u),
 	}
 	if u.HasSwap {
@@ -119,13 +120,15 @@ func (c *Collector) containerStats(t ContainerTarget) *runtimeapi.ContainerStats
 	return st
 }
 
-func cpuUsage(u Usage, rate uint64, ok bool) *runtimeapi.CpuUsage {
+// cpuUsage reports the latest CPU reading, which may be newer than the
+// rest of the sample, at its own time.
+func cpuUsage(r reading) *runtimeapi.CpuUsage {
 	cu := &runtimeapi.CpuUsage{
-		Timestamp:            u.Time.UnixNano(),
-		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: u.CPUNanos},
+		Timestamp:            r.cpu.time.UnixNano(),
+		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: r.cpu.nanos},
 	}
-	if ok {
-		cu.UsageNanoCores = &runtimeapi.UInt64Value{Value: rate}
+	if r.rateOK {
+		cu.UsageNanoCores = &runtimeapi.UInt64Value{Value: r.rate}
 	}
 	return cu
 }
@@ -153,25 +156,23 @@ func sub(a, b uint64) uint64 {
 }
 
 // podUsage is the pod's cgroup sample and CPU rate: its own cgroup when
-// it has one, else the sum of its containers.
-func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) (Usage, uint64, bool) {
+// it has one (its CPU counter read now, like a container's), else the
+// sum of its containers as last read.
+func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) reading {
 	if p.CgroupDir != "" && c.reader != nil {
 		c.mu.Lock()
 		fresh := c.fresh(c.pods[p.ID])
 		c.mu.Unlock()
-		if !fresh {
+		if !fresh || !c.sampleCPU(c.pods, p.ID, CgroupDir(p.CgroupDir)) {
 			c.samplePod(PodTarget{ID: p.ID, CgroupDir: p.CgroupDir})
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if s := c.pods[p.ID]; s != nil {
-			rate, ok := s.rate()
-			return s.latest, rate, ok
+			return s.reading()
 		}
 	}
-	sum := Usage{Time: time.Now()}
-	var rate uint64
-	rateOK := len(ctrs) > 0
+	sum := reading{usage: Usage{Time: time.Now()}, rateOK: len(ctrs) > 0}
 	c.mu.Lock()
 	for _, t := range ctrs {
 		s := c.ctrs[t.ID]
@@ -179,21 +180,29 @@ func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) (Usage, uint64
 			continue
 		}
 		u := s.latest
-		sum.CPUNanos += u.CPUNanos
-		sum.MemoryUsage += u.MemoryUsage
-		sum.WorkingSet += u.WorkingSet
-		sum.RSS += u.RSS
-		sum.PageFaults += u.PageFaults
-		sum.MajorPageFaults += u.MajorPageFaults
-		sum.Pids += u.Pids
+		sum.usage.MemoryUsage += u.MemoryUsage
+		sum.usage.WorkingSet += u.WorkingSet
+		sum.usage.RSS += u.RSS
+		sum.usage.PageFaults += u.PageFaults
+		sum.usage.MajorPageFaults += u.MajorPageFaults
+		sum.usage.Pids += u.Pids
+		// The sum is as of the newest of its readings.
+		sum.cpu.nanos += s.cpu.nanos
+		if s.cpu.time.After(sum.cpu.time) {
+			sum.cpu.time = s.cpu.time
+		}
 		if t.Running {
 			r, ok := s.rate()
-			rate += r
-			rateOK = rateOK && ok
+			sum.rate += r
+			sum.rateOK = sum.rateOK && ok
 		}
 	}
 	c.mu.Unlock()
-	return sum, rate, rateOK
+	if sum.cpu.time.IsZero() {
+		sum.cpu.time = sum.usage.Time
+	}
+	sum.usage.CPUNanos = sum.cpu.nanos
+	return sum
 }
 
 // podNetwork returns the pod's interface counters, read now unless the
@@ -219,9 +228,10 @@ func (c *Collector) podStats(p PodTarget, ctrs []ContainerTarget) *runtimeapi.Po
 	for _, t := range ctrs {
 		ctrStats = append(ctrStats, c.containerStats(t))
 	}
-	u, rate, ok := c.podUsage(p, ctrs)
+	r := c.podUsage(p, ctrs)
+	u := r.usage
 	linux := &runtimeapi.LinuxPodSandboxStats{
-		Cpu:    cpuUsage(u, rate, ok),
+		Cpu:    cpuUsage(r),
 		Memory: memoryUsage(u),
 		Process: &runtimeapi.ProcessUsage{
 			Timestamp:    u.Time.UnixNano(),

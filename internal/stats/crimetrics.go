@@ -72,14 +72,14 @@ func (c *Collector) PodSandboxMetrics(_ context.Context) ([]*runtimeapi.PodSandb
 			pm.Metrics = networkMetrics([]string{p.ID, p.Name, ""}, n)
 		}
 		for _, t := range byPod[p.ID] {
-			u, _, _ := c.containerUsage(t)
+			r := c.containerUsage(t)
 			var l *LayerUsage
 			if lu, ok := c.layer(t.StorageID); ok && t.StorageID != "" {
 				l = &lu
 			}
 			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{
 				ContainerId: t.ID,
-				Metrics:     containerMetrics([]string{t.ID, t.Name, t.Image}, u, l),
+				Metrics:     containerMetrics([]string{t.ID, t.Name, t.Image}, r, l),
 			})
 		}
 		out = append(out, pm)
@@ -96,11 +96,11 @@ func with(base []string, more ...string) []string {
 	return append(slices.Clip(base), more...)
 }
 
-func containerMetrics(base []string, u Usage, l *LayerUsage) []*runtimeapi.Metric {
+func containerMetrics(base []string, r reading, l *LayerUsage) []*runtimeapi.Metric {
 	counter, gauge := runtimeapi.MetricType_COUNTER, runtimeapi.MetricType_GAUGE
-	ts := u.Time
+	u, ts := r.usage, r.usage.Time
 	out := []*runtimeapi.Metric{
-		metric("container_cpu_usage_seconds_total", ts, counter, base, u.CPUNanos/uint64(time.Second)),
+		metric("container_cpu_usage_seconds_total", r.cpu.time, counter, base, r.cpu.nanos/uint64(time.Second)),
 		metric("container_memory_usage_bytes", ts, gauge, base, u.MemoryUsage),
 		metric("container_memory_working_set_bytes", ts, gauge, base, u.WorkingSet),
 		metric("container_memory_rss", ts, gauge, base, u.RSS),
