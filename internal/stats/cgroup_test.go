@@ -4,117 +4,32 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"golang.org/x/sys/unix"
 )
-
-func TestV2Fixture(t *testing.T) {
-	r := v2Reader{root: "testdata/cgroupv2"}
-	u, err := r.read(CgroupDir("/kubepods/pod1/ctr1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Usage{
-		Time:            u.Time,
-		CPUNanos:        2_500_000_000,
-		MemoryUsage:     104857600,
-		WorkingSet:      104857600 - 20971520, // usage - inactive_file
-		RSS:             73400320,
-		PageFaults:      12345,
-		MajorPageFaults: 7,
-		MemoryLimit:     268435456,
-		HasSwap:         true,
-		SwapUsage:       4096,
-		SwapLimit:       0, // max
-		Pids:            3,
-	}
-	if u != want {
-		t.Fatalf("got  %+v\nwant %+v", u, want)
-	}
-
-	// A cgroup without the memory and pids controllers reports zeros.
-	u, err = r.read("/nomem")
-	if err != nil || u.CPUNanos != 42_000 || u.MemoryUsage != 0 || u.HasSwap || u.Pids != 0 {
-		t.Fatalf("nomem: %+v, %v", u, err)
-	}
-	// A vanished cgroup is errVanished, not some parse error.
-	if _, err := r.read("/kubepods/pod1/gone"); !errors.Is(err, errVanished) {
-		t.Fatalf("vanished: %v", err)
-	}
-	// The CPU counter alone reads the same value from cpu.stat.
-	if cs, err := r.readCPU("/kubepods/pod1/ctr1"); err != nil || cs.nanos != 2_500_000_000 || cs.time.IsZero() {
-		t.Fatalf("readCPU: %+v, %v", cs, err)
-	}
-	if _, err := r.readCPU("/kubepods/pod1/gone"); !errors.Is(err, errVanished) {
-		t.Fatalf("readCPU of a vanished cgroup: %v", err)
-	}
-}
-
-func TestWorkingSetNeverNegative(t *testing.T) {
-	if ws := workingSet(100, 250); ws != 0 {
-		t.Fatalf("workingSet(100, 250) = %d", ws)
-	}
-	if ws := workingSet(300, 100); ws != 200 {
-		t.Fatalf("workingSet(300, 100) = %d", ws)
-	}
-}
-
-func TestParseV1Mounts(t *testing.T) {
-	mi := `25 20 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
-26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
-30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct
-31 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-32 25 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
-33 25 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
-`
-	v, err := parseV1Mounts(strings.NewReader(mi))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := v1Reader{cpuacct: "/sys/fs/cgroup/cpu,cpuacct", memory: "/sys/fs/cgroup/memory", pids: "/sys/fs/cgroup/pids"}
-	if v != want {
-		t.Fatalf("got %+v, want %+v", v, want)
-	}
-	if _, err := parseV1Mounts(strings.NewReader("26 25 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")); err == nil {
-		t.Fatal("a v2-only mountinfo gave a v1 reader")
-	}
-}
-
-func TestCgroupDir(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                   "",
-		"/kubepods/pod1/berth-abc":           "/kubepods/pod1/berth-abc",
-		"kubepods/pod1":                      "/kubepods/pod1",
-		"kubepods-besteffort-pod1.slice":     "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice",
-		"kubepods-pod1.slice:berth:abc":      "/kubepods.slice/kubepods-pod1.slice/berth-abc.scope",
-		"system.slice:berth:abc":             "/system.slice/berth-abc.scope",
-		"-.slice:berth:abc":                  "/berth-abc.scope",
-		"/berth/../escape":                   "/escape",
-		"kubepods.slice/kubepods-pod1.slice": "/kubepods.slice/kubepods-pod1.slice",
-	} {
-		if got := CgroupDir(in); got != want {
-			t.Errorf("CgroupDir(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 // TestV1Live measures a cgroup v1 cgroup made for the test: a process
 // burning one CPU and one holding 64 MiB.
 func TestV1Live(t *testing.T) {
 	requireRoot(t)
-	r, err := probeCgroups()
+	r, err := cgroups.ProbeReader()
 	if err != nil {
 		t.Skip(err)
 	}
-	v1, ok := r.(v1Reader)
-	if !ok || v1.cpuacct == "" || v1.memory == "" || v1.pids == "" {
-		t.Skipf("no cgroup v1 cpuacct, memory and pids hierarchies: %+v", r)
+	ms, err := cgroups.Mounts()
+	if err != nil {
+		t.Fatal(err)
 	}
+	mounts := []string{cgroups.ControllerDir(ms, "cpuacct"), cgroups.ControllerDir(ms, "memory"), cgroups.ControllerDir(ms, "pids")}
+	if cgroups.IsUnified(cgroups.Root) || slices.Contains(mounts, "") {
+		t.Skipf("no cgroup v1 cpuacct, memory and pids hierarchies: %v", mounts)
+	}
+
 	rel := fmt.Sprintf("/berth-stats-test-%d", os.Getpid())
-	mounts := []string{v1.cpuacct, v1.memory, v1.pids}
 	for _, m := range mounts {
 		t.Cleanup(func() { removeCgroup(m + rel) }) // after its children
 	}
@@ -126,12 +41,12 @@ func TestV1Live(t *testing.T) {
 	makeCgroup(t, mounts, rel+"/eat", eater)
 	goEat()
 
-	first, err := v1.read(rel + "/burn")
+	first, err := r.Read(rel + "/burn")
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	second, err := v1.read(rel + "/burn")
+	second, err := r.Read(rel + "/burn")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,12 +59,12 @@ func TestV1Live(t *testing.T) {
 		t.Errorf("burner: %+v", second)
 	}
 	// The CPU counter alone goes on from the full read.
-	cs, err := v1.readCPU(rel + "/burn")
-	if err != nil || cs.nanos < second.CPUNanos || !cs.time.After(second.Time) {
+	cs, err := r.ReadCPU(rel + "/burn")
+	if err != nil || cs.Nanos < second.CPUNanos || !cs.Time.After(second.Time) {
 		t.Errorf("readCPU after read %+v: %+v, %v", second, cs, err)
 	}
 
-	mem, err := v1.read(rel + "/eat")
+	mem, err := r.Read(rel + "/eat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,20 +80,20 @@ func TestV1Live(t *testing.T) {
 	}
 
 	// A limit is reported, and the helper's cgroup going away reads as
-	// errVanished.
-	if err := os.WriteFile(v1.memory+rel+"/eat/memory.limit_in_bytes", []byte("268435456"), 0); err != nil {
+	// cgroups.ErrVanished.
+	if err := os.WriteFile(mounts[1]+rel+"/eat/memory.limit_in_bytes", []byte("268435456"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if mem, _ = v1.read(rel + "/eat"); mem.MemoryLimit != 268435456 {
+	if mem, _ = r.Read(rel + "/eat"); mem.MemoryLimit != 268435456 {
 		t.Errorf("limit %d", mem.MemoryLimit)
 	}
 	for _, m := range mounts {
 		removeCgroup(m + rel + "/eat")
 	}
-	if _, err := v1.read(rel + "/eat"); !errors.Is(err, errVanished) {
+	if _, err := r.Read(rel + "/eat"); !errors.Is(err, cgroups.ErrVanished) {
 		t.Fatalf("removed cgroup: %v", err)
 	}
-	if _, err := v1.readCPU(rel + "/eat"); !errors.Is(err, errVanished) {
+	if _, err := r.ReadCPU(rel + "/eat"); !errors.Is(err, cgroups.ErrVanished) {
 		t.Fatalf("readCPU of a removed cgroup: %v", err)
 	}
 }
@@ -200,13 +115,13 @@ func TestV2LiveCPU(t *testing.T) {
 	burner, goBurn := helper(t, "burn")
 	makeCgroup(t, []string{root}, rel, burner)
 	goBurn()
-	r := v2Reader{root: root}
-	first, err := r.read(rel)
+	r := cgroups.NewV2Reader(root)
+	first, err := r.Read(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	second, err := r.read(rel)
+	second, err := r.Read(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,20 +135,20 @@ func TestV2LiveCPU(t *testing.T) {
 // its CPU counter alone, which every stats request makes per container
 // between the loop's samples. It reads the root cgroup of this host.
 func BenchmarkCgroupRead(b *testing.B) {
-	r, err := probeCgroups()
+	r, err := cgroups.ProbeReader()
 	if err != nil {
 		b.Skip(err)
 	}
 	b.Run("full", func(b *testing.B) {
 		for range b.N {
-			if _, err := r.read("/"); err != nil {
+			if _, err := r.Read("/"); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("cpu", func(b *testing.B) {
 		for range b.N {
-			if _, err := r.readCPU("/"); err != nil {
+			if _, err := r.ReadCPU("/"); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/config"
 )
 
@@ -64,7 +65,7 @@ type Collector struct {
 	period time.Duration
 
 	start   sync.Once
-	reader  cgroupReader
+	reader  cgroups.Reader
 	readNet func(nsPath string) ([]Interface, error)
 	now     func() time.Time // the clock samples are taken on
 	ctx     context.Context
@@ -81,21 +82,21 @@ type Collector struct {
 
 // series is the sampling history of one cgroup.
 type series struct {
-	latest Usage // the newest full read
+	latest cgroups.Usage // the newest full read
 	// cpu is the newest CPU reading, from a full read or one of the CPU
 	// counter alone; never older than latest.
-	cpu      cpuSample
+	cpu      cgroups.CPUSample
 	has      bool
 	vanished bool // the last read found no cgroup (logged once)
-	ring     [ringSize]cpuSample
+	ring     [ringSize]cgroups.CPUSample
 	n, head  int // ring entries and the index of the newest
 }
 
 // reading is what an RPC reports of one cgroup: the latest full sample,
 // the latest CPU reading and the CPU rate when there is one.
 type reading struct {
-	usage  Usage
-	cpu    cpuSample
+	usage  cgroups.Usage
+	cpu    cgroups.CPUSample
 	rate   uint64
 	rateOK bool
 }
@@ -148,7 +149,7 @@ func (c *Collector) ensure() {
 			return
 		}
 		if c.reader == nil {
-			r, err := probeCgroups()
+			r, err := cgroups.ProbeReader()
 			if err != nil {
 				c.log.Warn("stats: no cgroups to read; CPU and memory report zeros", "error", err)
 			} else {
@@ -247,7 +248,7 @@ func (c *Collector) containerUsage(t ContainerTarget) reading {
 	c.mu.Unlock()
 	// A container that does not run has nothing to read: its (zero)
 	// sample is cheap, and its timestamp moves too.
-	if !fresh || !t.Running || t.CgroupPath == "" || !c.sampleCPU(c.ctrs, t.ID, CgroupDir(t.CgroupPath)) {
+	if !fresh || !t.Running || t.CgroupPath == "" || !c.sampleCPU(c.ctrs, t.ID, cgroups.PathDir(t.CgroupPath)) {
 		c.sampleContainer(t)
 	}
 	c.mu.Lock()
@@ -262,7 +263,7 @@ func (c *Collector) sampleCPU(m map[string]*series, id, rel string) bool {
 	if c.reader == nil {
 		return false
 	}
-	cs, err := c.reader.readCPU(rel)
+	cs, err := c.reader.ReadCPU(rel)
 	if err != nil {
 		return false
 	}
@@ -280,15 +281,15 @@ func (c *Collector) sampleContainer(t ContainerTarget) {
 	if t.StorageID != "" {
 		c.wantLayer(t.StorageID)
 	}
-	var u Usage
+	var u cgroups.Usage
 	var err error
 	switch {
 	case !t.Running || t.CgroupPath == "":
-		u = Usage{Time: time.Now()}
+		u = cgroups.Usage{Time: time.Now()}
 	case c.reader == nil:
-		u = Usage{Time: time.Now()}
+		u = cgroups.Usage{Time: time.Now()}
 	default:
-		u, err = c.reader.read(CgroupDir(t.CgroupPath))
+		u, err = c.reader.Read(cgroups.PathDir(t.CgroupPath))
 	}
 	c.record(c.ctrs, "container", t.ID, u, err)
 }
@@ -297,7 +298,7 @@ func (c *Collector) sampleContainer(t ContainerTarget) {
 // network counters.
 func (c *Collector) samplePod(p PodTarget) {
 	if p.CgroupDir != "" && c.reader != nil {
-		u, err := c.reader.read(CgroupDir(p.CgroupDir))
+		u, err := c.reader.Read(cgroups.PathDir(p.CgroupDir))
 		c.record(c.pods, "pod", p.ID, u, err)
 	}
 	if p.NetNS == "" {
@@ -316,7 +317,7 @@ func (c *Collector) samplePod(p PodTarget) {
 
 // record stores one read in m[id]. A read error leaves a zero sample:
 // one vanished or unreadable cgroup must never fail a whole list.
-func (c *Collector) record(m map[string]*series, kind, id string, u Usage, err error) {
+func (c *Collector) record(m map[string]*series, kind, id string, u cgroups.Usage, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := m[id]
@@ -330,7 +331,7 @@ func (c *Collector) record(m map[string]*series, kind, id string, u Usage, err e
 		}
 		s.vanished = true
 		now := time.Now()
-		s.latest, s.cpu, s.has = Usage{Time: now}, cpuSample{time: now}, true
+		s.latest, s.cpu, s.has = cgroups.Usage{Time: now}, cgroups.CPUSample{Time: now}, true
 		return
 	}
 	s.vanished = false
@@ -339,23 +340,23 @@ func (c *Collector) record(m map[string]*series, kind, id string, u Usage, err e
 
 // add makes u the latest full sample and its CPU reading the latest one.
 // A sample older than the latest (a slower concurrent read) is dropped.
-func (s *series) add(u Usage) {
+func (s *series) add(u cgroups.Usage) {
 	if s.has && !u.Time.After(s.latest.Time) {
 		return
 	}
 	s.latest, s.has = u, true
-	s.addCPU(cpuSample{time: u.Time, nanos: u.CPUNanos})
+	s.addCPU(cgroups.CPUSample{Time: u.Time, Nanos: u.CPUNanos})
 }
 
 // addCPU makes cs the latest CPU reading, unless a newer one is there
 // already, and puts it into the ring unless the newest ring entry is
 // younger than ringSpacing.
-func (s *series) addCPU(cs cpuSample) {
-	if !cs.time.After(s.cpu.time) {
+func (s *series) addCPU(cs cgroups.CPUSample) {
+	if !cs.Time.After(s.cpu.Time) {
 		return
 	}
 	s.cpu = cs
-	if s.n > 0 && cs.time.Sub(s.ring[s.head].time) < ringSpacing {
+	if s.n > 0 && cs.Time.Sub(s.ring[s.head].Time) < ringSpacing {
 		return
 	}
 	s.head = (s.head + 1) % ringSize
@@ -372,14 +373,14 @@ func (s *series) rate() (uint64, bool) {
 	}
 	for i := range s.n {
 		old := s.ring[(s.head-i+ringSize)%ringSize]
-		dt := s.cpu.time.Sub(old.time)
+		dt := s.cpu.Time.Sub(old.Time)
 		if dt < minWindow {
 			continue
 		}
-		if s.cpu.nanos < old.nanos {
+		if s.cpu.Nanos < old.Nanos {
 			return 0, false
 		}
-		return uint64(float64(s.cpu.nanos-old.nanos) / dt.Seconds()), true
+		return uint64(float64(s.cpu.Nanos-old.Nanos) / dt.Seconds()), true
 	}
 	return 0, false
 }
@@ -388,7 +389,7 @@ func (s *series) rate() (uint64, bool) {
 func (s *series) reading() reading {
 	if s == nil {
 		now := time.Now()
-		return reading{usage: Usage{Time: now}, cpu: cpuSample{time: now}}
+		return reading{usage: cgroups.Usage{Time: now}, cpu: cgroups.CPUSample{Time: now}}
 	}
 	r := reading{usage: s.latest, cpu: s.cpu}
 	r.rate, r.rateOK = s.rate()

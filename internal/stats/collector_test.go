@@ -13,6 +13,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
@@ -32,28 +33,28 @@ func newFakeCgroups() *fakeCgroups {
 	return &fakeCgroups{now: time.Unix(1_700_000_000, 0), cpu: map[string]uint64{}, gone: map[string]bool{}}
 }
 
-func (f *fakeCgroups) read(rel string) (Usage, error) {
+func (f *fakeCgroups) Read(rel string) (cgroups.Usage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
 	if f.gone[rel] {
-		return Usage{}, fmt.Errorf("%s: %w", rel, errVanished)
+		return cgroups.Usage{}, fmt.Errorf("%s: %w", rel, cgroups.ErrVanished)
 	}
-	return Usage{
+	return cgroups.Usage{
 		Time: f.now, CPUNanos: f.cpu[rel],
 		MemoryUsage: 100 << 20, WorkingSet: 60 << 20, RSS: 50 << 20, PageFaults: 10, MajorPageFaults: 1,
 		MemoryLimit: 200 << 20, Pids: 2,
 	}, nil
 }
 
-func (f *fakeCgroups) readCPU(rel string) (cpuSample, error) {
+func (f *fakeCgroups) ReadCPU(rel string) (cgroups.CPUSample, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cpuReads++
 	if f.gone[rel] {
-		return cpuSample{}, fmt.Errorf("%s: %w", rel, errVanished)
+		return cgroups.CPUSample{}, fmt.Errorf("%s: %w", rel, cgroups.ErrVanished)
 	}
-	return cpuSample{time: f.now, nanos: f.cpu[rel]}, nil
+	return cgroups.CPUSample{Time: f.now, Nanos: f.cpu[rel]}, nil
 }
 
 func (f *fakeCgroups) clock() time.Time {

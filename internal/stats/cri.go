@@ -8,6 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/ident"
 )
@@ -124,8 +125,8 @@ func (c *Collector) containerStats(t ContainerTarget) *runtimeapi.ContainerStats
 // rest of the sample, at its own time.
 func cpuUsage(r reading) *runtimeapi.CpuUsage {
 	cu := &runtimeapi.CpuUsage{
-		Timestamp:            r.cpu.time.UnixNano(),
-		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: r.cpu.nanos},
+		Timestamp:            r.cpu.Time.UnixNano(),
+		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: r.cpu.Nanos},
 	}
 	if r.rateOK {
 		cu.UsageNanoCores = &runtimeapi.UInt64Value{Value: r.rate}
@@ -133,7 +134,7 @@ func cpuUsage(r reading) *runtimeapi.CpuUsage {
 	return cu
 }
 
-func memoryUsage(u Usage) *runtimeapi.MemoryUsage {
+func memoryUsage(u cgroups.Usage) *runtimeapi.MemoryUsage {
 	m := &runtimeapi.MemoryUsage{
 		Timestamp:       u.Time.UnixNano(),
 		WorkingSetBytes: &runtimeapi.UInt64Value{Value: u.WorkingSet},
@@ -163,7 +164,7 @@ func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) reading {
 		c.mu.Lock()
 		fresh := c.fresh(c.pods[p.ID])
 		c.mu.Unlock()
-		if !fresh || !c.sampleCPU(c.pods, p.ID, CgroupDir(p.CgroupDir)) {
+		if !fresh || !c.sampleCPU(c.pods, p.ID, cgroups.PathDir(p.CgroupDir)) {
 			c.samplePod(PodTarget{ID: p.ID, CgroupDir: p.CgroupDir})
 		}
 		c.mu.Lock()
@@ -172,7 +173,7 @@ func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) reading {
 			return s.reading()
 		}
 	}
-	sum := reading{usage: Usage{Time: time.Now()}, rateOK: len(ctrs) > 0}
+	sum := reading{usage: cgroups.Usage{Time: time.Now()}, rateOK: len(ctrs) > 0}
 	c.mu.Lock()
 	for _, t := range ctrs {
 		s := c.ctrs[t.ID]
@@ -187,9 +188,9 @@ func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) reading {
 		sum.usage.MajorPageFaults += u.MajorPageFaults
 		sum.usage.Pids += u.Pids
 		// The sum is as of the newest of its readings.
-		sum.cpu.nanos += s.cpu.nanos
-		if s.cpu.time.After(sum.cpu.time) {
-			sum.cpu.time = s.cpu.time
+		sum.cpu.Nanos += s.cpu.Nanos
+		if s.cpu.Time.After(sum.cpu.Time) {
+			sum.cpu.Time = s.cpu.Time
 		}
 		if t.Running {
 			r, ok := s.rate()
@@ -198,10 +199,10 @@ func (c *Collector) podUsage(p PodTarget, ctrs []ContainerTarget) reading {
 		}
 	}
 	c.mu.Unlock()
-	if sum.cpu.time.IsZero() {
-		sum.cpu.time = sum.usage.Time
+	if sum.cpu.Time.IsZero() {
+		sum.cpu.Time = sum.usage.Time
 	}
-	sum.usage.CPUNanos = sum.cpu.nanos
+	sum.usage.CPUNanos = sum.cpu.Nanos
 	return sum
 }
 

@@ -100,7 +100,7 @@ func containerMetrics(base []string, r reading, l *LayerUsage) []*runtimeapi.Met
 	counter, gauge := runtimeapi.MetricType_COUNTER, runtimeapi.MetricType_GAUGE
 	u, ts := r.usage, r.usage.Time
 	out := []*runtimeapi.Metric{
-		metric("container_cpu_usage_seconds_total", r.cpu.time, counter, base, r.cpu.nanos/uint64(time.Second)),
+		metric("container_cpu_usage_seconds_total", r.cpu.Time, counter, base, r.cpu.Nanos/uint64(time.Second)),
 		metric("container_memory_usage_bytes", ts, gauge, base, u.MemoryUsage),
 		metric("container_memory_working_set_bytes", ts, gauge, base, u.WorkingSet),
 		metric("container_memory_rss", ts, gauge, base, u.RSS),

@@ -1,7 +1,6 @@
-package stats
+package cgroups
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // unlimited is the smallest value read as "no limit" in v1 files, which
@@ -37,84 +34,59 @@ type Usage struct {
 	Pids        uint64
 }
 
-// errVanished reports a cgroup whose directory is gone: the container
+// ErrVanished reports a cgroup whose directory is gone: the container
 // exited and its cgroup was removed between listing and reading.
-var errVanished = errors.New("cgroup does not exist")
+var ErrVanished = errors.New("cgroup does not exist")
 
-// cpuSample is one reading of a cgroup's cumulative CPU time.
-type cpuSample struct {
-	time  time.Time
-	nanos uint64
+// CPUSample is one reading of a cgroup's cumulative CPU time.
+type CPUSample struct {
+	Time  time.Time
+	Nanos uint64
 }
 
-// cgroupReader reads one cgroup by its path relative to the hierarchy
+// Reader reads one cgroup by its path relative to the hierarchy
 // roots ("/kubepods/pod1/berth-ID"): read takes everything, readCPU
 // only the CPU counter (one small file), for answers between full
 // samples.
-type cgroupReader interface {
-	read(rel string) (Usage, error)
-	readCPU(rel string) (cpuSample, error)
+type Reader interface {
+	Read(rel string) (Usage, error)
+	ReadCPU(rel string) (CPUSample, error)
 }
 
-// probeCgroups picks the reader for this host: v2 when /sys/fs/cgroup is
+// ProbeReader picks the reader for this host: v2 when /sys/fs/cgroup is
 // the unified hierarchy, v1 otherwise (including hybrid hosts, whose v2
 // tree carries no controllers).
-func probeCgroups() (cgroupReader, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
-		return nil, fmt.Errorf("statfs /sys/fs/cgroup: %w", err)
+func ProbeReader() (Reader, error) {
+	if IsUnified(Root) {
+		return v2Reader{root: Root}, nil
 	}
-	if st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return v2Reader{root: "/sys/fs/cgroup"}, nil
-	}
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := Mounts()
 	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	return parseV1Mounts(f)
+	return v1FromMounts(mounts)
 }
+
+// NewV2Reader reads the unified hierarchy mounted at root (a hybrid host
+// mounts one beside v1's, without controllers).
+func NewV2Reader(root string) Reader { return v2Reader{root: root} }
 
 // v1Reader reads the cpuacct, memory and pids hierarchies of cgroup v1.
 type v1Reader struct {
 	cpuacct, memory, pids string
 }
 
-// parseV1Mounts finds the mount point of each v1 controller berth reads
-// from mountinfo; co-mounted controllers ("cpu,cpuacct") share one.
-func parseV1Mounts(r interface{ Read([]byte) (int, error) }) (v1Reader, error) {
-	var v v1Reader
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" {
-			continue
-		}
-		for _, opt := range strings.Split(qf[2], ",") {
-			switch opt {
-			case "cpuacct":
-				v.cpuacct = pf[4]
-			case "memory":
-				v.memory = pf[4]
-			case "pids":
-				v.pids = pf[4]
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return v, fmt.Errorf("read mountinfo: %w", err)
-	}
+// v1FromMounts finds the hierarchy of each v1 controller berth reads;
+// co-mounted controllers ("cpu,cpuacct") share one.
+func v1FromMounts(mounts []Mount) (v1Reader, error) {
+	v := v1Reader{cpuacct: ControllerDir(mounts, "cpuacct"), memory: ControllerDir(mounts, "memory"), pids: ControllerDir(mounts, "pids")}
 	if v.cpuacct == "" && v.memory == "" {
 		return v, errors.New("no cgroup v1 cpuacct or memory hierarchy is mounted")
 	}
 	return v, nil
 }
 
-func (v v1Reader) read(rel string) (Usage, error) {
+func (v v1Reader) Read(rel string) (Usage, error) {
 	u := Usage{Time: time.Now()}
 	present := false
 	if v.cpuacct != "" {
@@ -154,7 +126,7 @@ func (v v1Reader) read(rel string) (Usage, error) {
 		}
 	}
 	if !present {
-		return u, errVanished
+		return u, ErrVanished
 	}
 	if v.pids != "" {
 		u.Pids, _ = readUint(filepath.Join(v.pids, rel, "pids.current"))
@@ -162,30 +134,30 @@ func (v v1Reader) read(rel string) (Usage, error) {
 	return u, nil
 }
 
-func (v v1Reader) readCPU(rel string) (cpuSample, error) {
-	s := cpuSample{time: time.Now()}
+func (v v1Reader) ReadCPU(rel string) (CPUSample, error) {
+	s := CPUSample{Time: time.Now()}
 	if v.cpuacct == "" {
 		return s, errors.New("no cgroup v1 cpuacct hierarchy")
 	}
 	n, err := readUint(filepath.Join(v.cpuacct, rel, "cpuacct.usage"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, errVanished
+		return s, ErrVanished
 	}
-	s.nanos = n
+	s.Nanos = n
 	return s, err
 }
 
 // v2Reader reads one unified hierarchy mounted at root.
 type v2Reader struct{ root string }
 
-func (v v2Reader) read(rel string) (Usage, error) {
+func (v v2Reader) Read(rel string) (Usage, error) {
 	u := Usage{Time: time.Now()}
 	dir := filepath.Join(v.root, rel)
 	cpu, err := readKV(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if _, serr := os.Stat(dir); serr != nil {
-				return u, errVanished
+				return u, ErrVanished
 			}
 		} else {
 			return u, err
@@ -211,13 +183,13 @@ func (v v2Reader) read(rel string) (Usage, error) {
 	return u, nil
 }
 
-func (v v2Reader) readCPU(rel string) (cpuSample, error) {
-	s := cpuSample{time: time.Now()}
+func (v v2Reader) ReadCPU(rel string) (CPUSample, error) {
+	s := CPUSample{Time: time.Now()}
 	cpu, err := readKV(filepath.Join(v.root, rel, "cpu.stat"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, errVanished
+		return s, ErrVanished
 	}
-	s.nanos = cpu["usage_usec"] * 1000
+	s.Nanos = cpu["usage_usec"] * 1000
 	return s, err
 }
 
@@ -279,11 +251,11 @@ func readKV(p string) (map[string]uint64, error) {
 	return m, nil
 }
 
-// CgroupDir turns an OCI cgroupsPath or a pod's cgroup parent into the
+// PathDir turns an OCI cgroupsPath or a pod's cgroup parent into the
 // path below the hierarchy roots. cgroupfs paths are used as they are;
 // the systemd forms "parent.slice:prefix:name" and "name.slice" are
 // expanded the way runc's systemd driver lays them out.
-func CgroupDir(p string) string {
+func PathDir(p string) string {
 	if p == "" {
 		return ""
 	}
