@@ -71,3 +71,50 @@ func TestCLIRmiUntagsAName(t *testing.T) {
 		t.Fatalf("image left after rmi by ID prefix: %q", out)
 	}
 }
+
+// A container reports the repo digest of the name it was created from,
+// not that of another repository the same image is stored under.
+func TestCLIContainerImageRefNamesItsRepository(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	img := testutil.BusyboxImage(t, testutil.ImageSpec{})
+	digest := reg.Push(t, "e2e-test-images/busybox:1.29-2", img).String()
+	reg.Push(t, "library/busybox:1.29", img)
+	d := testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir})
+	d.WriteRegistriesConf(t, reg.RegistriesConf())
+	d.Start(t)
+	tn := newTestNet(t, d.Dir)
+	writeConf(t, d, "10-test.conflist", tn.conflist("bridge"))
+	waitNetworkReady(t, d, true)
+
+	own, other := reg.Ref("e2e-test-images/busybox:1.29-2"), reg.Ref("library/busybox:1.29")
+	wantRef := reg.Host + "/e2e-test-images/busybox@" + digest
+	cli(t, d, "pull", own)
+	cli(t, d, "pull", other)
+	id, tags := cliImageNames(t, d)
+	if len(tags) != 2 || tags[0] != other {
+		// What made the bug show: the other name is listed first.
+		t.Fatalf("the test needs %s listed first: %v", other, tags)
+	}
+
+	dir := t.TempDir()
+	podFile := cliWrite(t, dir, "pod.yaml", cliPodYAML("ref", "cli", filepath.Join(dir, "logs")))
+	byName := cliWrite(t, dir, "by-name.yaml", cliCtrYAML("by-name", own, "sleep 1000"))
+	// The kubelet creates from the ID it pulled, with the pod spec's
+	// name as user_specified_image.
+	byID := cliWrite(t, dir, "by-id.yaml", strings.Replace(cliCtrYAML("by-id", id, "sleep 1000"),
+		"image: {image: ", "image: {user_specified_image: "+`"`+own+`"`+", image: ", 1))
+	pod := strings.TrimSpace(cli(t, d, "runp", podFile))
+	for _, ctrFile := range []string{byName, byID} {
+		ctr := strings.TrimSpace(cli(t, d, "create", "--no-pull", pod, ctrFile, podFile))
+		if st := cliState(t, d, ctr); st.ImageRef != wantRef || st.ImageId != id || st.GetImage().GetImage() != own {
+			t.Errorf("%s: ContainerStatus image %q, image_ref %q, image_id %q; want %q, %q, %q", filepath.Base(ctrFile),
+				st.GetImage().GetImage(), st.ImageRef, st.ImageId, own, wantRef, id)
+		}
+		list := &runtimeapi.ListContainersResponse{}
+		cliDecode(t, cli(t, d, "ps", "-a", "-o", "json", "--id", ctr), list)
+		if len(list.Containers) != 1 || list.Containers[0].ImageRef != wantRef {
+			t.Errorf("%s: ListContainers image_ref: %v, want %q", filepath.Base(ctrFile), list.Containers, wantRef)
+		}
+	}
+	cli(t, d, "rmp", "-f", pod)
+}
