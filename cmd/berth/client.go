@@ -63,9 +63,13 @@ func dial(endpoint string, debug bool) (*grpc.ClientConn, error) {
 	default:
 		target = "unix://" + target
 	}
+	d := &dialer{}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)),
+		grpc.WithContextDialer(d.dial),
+		grpc.WithChainUnaryInterceptor(d.unary),
+		grpc.WithChainStreamInterceptor(d.stream),
 	}
 	if debug {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(debugUnary), grpc.WithChainStreamInterceptor(debugStream))

@@ -198,8 +198,10 @@ func rmiCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rmi [IMAGE...]",
 		Short: "Remove images",
-		Long: `Remove images by name, ID or unique ID prefix. --all removes every image
-and --prune every image no container uses; pinned images are kept by both.`,
+		Long: `Remove images by name, ID or unique ID prefix. A name (REPO:TAG) of an
+image that has other names only untags it; an ID or ID prefix, or an image's
+last name, removes the image. --all removes every image and --prune every
+image no container uses; pinned images are kept by both.`,
 		Example: `  berth rmi busybox:latest
   berth rmi 3f57d94
   berth rmi --prune`,
@@ -208,20 +210,22 @@ and --prune every image no container uses; pinned images are kept by both.`,
 				return errors.New("give an IMAGE, --all or --prune")
 			}
 			return g.withClient(func(c *client) error {
-				var targets []*runtimeapi.Image
+				var targets []removal
 				for _, ref := range args {
-					img, err := c.resolveImage(ref)
+					r, err := c.removalOf(ref)
 					if err != nil {
 						return err
 					}
-					targets = append(targets, img)
+					targets = append(targets, r)
 				}
 				if all || prune {
 					more, err := c.removableImages(prune)
 					if err != nil {
 						return err
 					}
-					targets = append(targets, more...)
+					for _, img := range more {
+						targets = append(targets, removal{image: img, ref: img.Id})
+					}
 				}
 				return c.removeImages(cmd.OutOrStdout(), targets)
 			})
@@ -233,29 +237,90 @@ and --prune every image no container uses; pinned images are kept by both.`,
 	return cmd
 }
 
-// removeImages removes each image once, going on past failures and
-// returning them all.
-func (c *client) removeImages(w io.Writer, images []*runtimeapi.Image) error {
+// removal is one RemoveImage to send: ref is what the runtime is asked
+// to remove (the name the operator typed, or an image ID), image the
+// image it named beforehand.
+type removal struct {
+	image *runtimeapi.Image
+	ref   string
+}
+
+// removalOf finds the image ref names. The runtime gets ref as typed when
+// it resolved ref itself, so that a name is only untagged where the image
+// has other names; a reference only berth resolved (an ID prefix the
+// runtime does not take) is sent as the image's ID.
+func (c *client) removalOf(ref string) (removal, error) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	st, err := c.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err == nil && st.Image != nil {
+		return removal{image: st.Image, ref: ref}, nil
+	}
+	img, err := c.resolveImage(ref)
+	if err != nil {
+		return removal{}, err
+	}
+	if slices.Contains(img.RepoTags, ref) {
+		return removal{image: img, ref: ref}, nil
+	}
+	return removal{image: img, ref: img.Id}, nil
+}
+
+// removeImages sends each removal once, going on past failures and
+// returning them all. It prints what went: "Untagged: NAME" for each name
+// an image lost while it stays, "Deleted: NAME" for each name of an image
+// that is gone.
+func (c *client) removeImages(w io.Writer, targets []removal) error {
 	var errs []error
 	done := map[string]bool{}
-	for _, img := range images {
-		if done[img.Id] {
+	for _, t := range targets {
+		if done[t.image.Id] || done[t.ref] {
 			continue
 		}
-		done[img.Id] = true
-		if _, err := call(c, "remove image "+firstOr(img.RepoTags, img.Id), c.images.RemoveImage,
-			&runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}}); err != nil {
+		done[t.ref] = true
+		// An earlier removal may have changed the image's names.
+		before, err := c.imageByID(t.image.Id)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for _, name := range slices.Concat(img.RepoTags, img.RepoDigests) {
+		if before == nil {
+			continue
+		}
+		if _, err := call(c, "remove image "+t.ref, c.images.RemoveImage,
+			&runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: t.ref}}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		after, err := c.imageByID(t.image.Id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if after != nil {
+			for _, name := range before.RepoTags {
+				if !slices.Contains(after.RepoTags, name) {
+					fmt.Fprintf(w, "Untagged: %s\n", name)
+				}
+			}
+			continue
+		}
+		done[t.image.Id] = true
+		for _, name := range slices.Concat(before.RepoTags, before.RepoDigests) {
 			fmt.Fprintf(w, "Deleted: %s\n", name)
 		}
-		if len(img.RepoTags)+len(img.RepoDigests) == 0 {
-			fmt.Fprintf(w, "Deleted: %s\n", img.Id)
+		if len(before.RepoTags)+len(before.RepoDigests) == 0 {
+			fmt.Fprintf(w, "Deleted: %s\n", before.Id)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// imageByID is the image with this ID, nil when there is none.
+func (c *client) imageByID(id string) (*runtimeapi.Image, error) {
+	st, err := call(c, "image status of "+id, c.images.ImageStatus,
+		&runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: id}})
+	return st.GetImage(), err
 }
 
 // removableImages lists the unpinned images, only those no container

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc/status"
 )
 
 // defaultEndpoint is berthd's CRI socket.
@@ -35,6 +33,9 @@ func main() {
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, "berth:", ee.msg)
+			}
 			os.Exit(ee.code)
 		}
 		fmt.Fprintln(os.Stderr, "berth:", plainError(err))
@@ -93,31 +94,4 @@ another CRI runtime. Short ID prefixes are accepted wherever an ID is.`,
 	add("images", imageCommands(g)...)
 	addImageCopy(root, g)
 	return root
-}
-
-// exitError ends berth with a given code and no message: exec passes the
-// command's own exit code through.
-type exitError struct{ code int }
-
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
-// plainError prints err with the gRPC status of each RPC failure in it
-// reduced to the status message ("rpc error: code = ... desc = " dropped).
-func plainError(err error) string {
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		var lines []string
-		for _, e := range joined.Unwrap() {
-			lines = append(lines, plainError(e))
-		}
-		return strings.Join(lines, "\n")
-	}
-	msg := err.Error()
-	var se interface{ GRPCStatus() *status.Status }
-	if errors.As(err, &se) {
-		inner := se.(error).Error()
-		if st := se.GRPCStatus(); st != nil && strings.Contains(msg, inner) {
-			msg = strings.Replace(msg, inner, st.Message(), 1)
-		}
-	}
-	return msg
 }

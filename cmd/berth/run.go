@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/api/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -44,9 +46,22 @@ func (c *client) ensureImage(ctx context.Context, cfg *runtimeapi.ContainerConfi
 	return err
 }
 
-func (c *client) create(podID string, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig) (string, error) {
-	resp, err := call(c, "create container "+cfg.Metadata.Name, c.runtime.CreateContainer,
+// create creates a container. pullHint is the next step to suggest when
+// the image is not in the runtime.
+func (c *client) create(podID string, cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig, pullHint string) (string, error) {
+	what := "create container " + cfg.GetMetadata().GetName()
+	resp, err := call(c, what, c.runtime.CreateContainer,
 		&runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
+	if status.Code(err) == codes.NotFound {
+		// The pod was found just before: most likely the image is
+		// missing, which only an ImageStatus tells for sure.
+		ctx, cancel := c.ctx()
+		defer cancel()
+		st, serr := c.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: cfg.GetImage()})
+		if serr == nil && st.GetImage() == nil {
+			return "", fmt.Errorf("%s: image %q not found locally; %s", what, cfg.GetImage().GetImage(), pullHint)
+		}
+	}
 	return resp.GetContainerId(), err
 }
 
@@ -77,7 +92,7 @@ print the container's ID. The image is pulled first only with --with-pull
 						return err
 					}
 				}
-				id, err := c.create(pod.Id, ctrCfg, podCfg)
+				id, err := c.create(pod.Id, ctrCfg, podCfg, "pull it or use --with-pull")
 				if err != nil {
 					return err
 				}
@@ -150,7 +165,11 @@ func (c *client) createAndStart(ctx context.Context, podID string, cfg *runtimea
 			return "", err
 		}
 	}
-	id, err := c.create(podID, cfg, pod)
+	hint := "pull it or leave out --no-pull"
+	if !p.noPull {
+		hint = "pull it (disable-pull-on-run is set in the client config)"
+	}
+	id, err := c.create(podID, cfg, pod, hint)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
@@ -47,7 +50,7 @@ func execCommand(g *globals) *cobra.Command {
 		Long: `Run a command in a running container. With --sync it runs through ExecSync
 and prints the output once the command ends; otherwise it streams through the
 runtime's streaming server, with -i for input and -t for a terminal. berth
-exits with the command's exit code.`,
+exits with the command's exit code, or 124 when --sync --timeout killed it.`,
 		Example: `  berth exec -it 9c1e sh
   berth exec -s web cat /etc/hostname
   berth exec --sync --timeout 5 web sleep 1`,
@@ -79,7 +82,7 @@ exits with the command's exit code.`,
 	cmd.Flags().SetInterspersed(false)
 	t.register(cmd)
 	cmd.Flags().BoolVarP(&sync, "sync", "s", false, "run through ExecSync: no input, output printed at the end")
-	cmd.Flags().StringVar(&timeout, "timeout", "0", "with --sync, time before the command is killed: seconds or a duration (0: no limit)")
+	cmd.Flags().StringVar(&timeout, "timeout", "0", "with --sync, time before the command is killed (berth then exits 124): seconds or a duration (0: no limit)")
 	return cmd
 }
 
@@ -94,20 +97,47 @@ func (c *client) execSync(cmd *cobra.Command, id string, argv []string, timeout 
 	ctx, cancel := withTimeout(d)
 	defer cancel()
 	resp, err := c.runtime.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: argv, Timeout: timeout})
+	timedOut := func() error {
+		return &exitError{code: exitTimedOut, msg: fmt.Sprintf("command timed out after %s", time.Duration(timeout)*time.Second)}
+	}
 	if err != nil {
+		if timeout > 0 && status.Code(err) == codes.DeadlineExceeded {
+			return timedOut()
+		}
 		return fmt.Errorf("exec in %s: %w", id, err)
+	}
+	// The runtime kills a command at its timeout and says so at the end
+	// of its stderr, as conmon does; berth says it on a line of its own.
+	stderr, killed := bytes.CutSuffix(resp.Stderr, []byte(runtimeTimedOut))
+	killed = killed && timeout > 0 && resp.ExitCode != 0
+	switch {
+	case !killed:
+		stderr = resp.Stderr
+	case len(stderr) > 0 && !bytes.HasSuffix(stderr, []byte("\n")):
+		stderr = append(stderr, '\n')
 	}
 	if _, err := cmd.OutOrStdout().Write(resp.Stdout); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	if _, err := cmd.ErrOrStderr().Write(resp.Stderr); err != nil {
+	if _, err := cmd.ErrOrStderr().Write(stderr); err != nil {
 		return fmt.Errorf("write output: %w", err)
+	}
+	if killed {
+		return timedOut()
 	}
 	if resp.ExitCode != 0 {
 		return &exitError{code: int(resp.ExitCode)}
 	}
 	return nil
 }
+
+// exitTimedOut is berth's exit code when exec --sync --timeout kills the
+// command, timeout(1)'s.
+const exitTimedOut = 124
+
+// runtimeTimedOut ends the stderr of an ExecSync killed at its timeout in
+// berthd and CRI-O (conmon's wording).
+const runtimeTimedOut = "command timed out"
 
 func attachCommand(g *globals) *cobra.Command {
 	t := &ttyFlags{}

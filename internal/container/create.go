@@ -171,9 +171,10 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	if err != nil {
 		return "", err
 	}
-	img, err := m.images.Resolve(ctx, cfg.GetImage().GetImage())
+	// The image service's errors name the image.
+	img, err := m.images.ResolveNamed(ctx, cfg.GetImage().GetImage(), cfg.GetImage().GetUserSpecifiedImage())
 	if err != nil {
-		return "", fmt.Errorf("image %q: %w", cfg.GetImage().GetImage(), err)
+		return "", err
 	}
 	store, err := m.images.Store()
 	if err != nil {
@@ -344,12 +345,9 @@ func (m *Manager) buildMeta(id, name string, sb *pod.Sandbox, cfg *runtimeapi.Co
 		Tty:        cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
 		User: gen.User, StorageID: id,
 	}
-	if len(img.RepoTags) > 0 {
-		meta.Image.Name = img.RepoTags[0]
-	}
-	if len(img.RepoDigests) > 0 {
-		meta.Image.Digest = img.RepoDigests[0]
-	}
+	// Named as resolved: the repository the container was created from,
+	// of the several an image may be stored under.
+	meta.Image.Name, meta.Image.Digest = img.Tag, img.RepoDigest
 	for _, mt := range cfg.GetMounts() {
 		meta.Mounts = append(meta.Mounts, Mount{
 			ContainerPath: mt.GetContainerPath(), HostPath: mt.GetHostPath(), Readonly: mt.GetReadonly(),

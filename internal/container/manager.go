@@ -46,7 +46,7 @@ const probeInterval = 10 * time.Second
 
 // Images is what the manager needs from the image service.
 type Images interface {
-	Resolve(ctx context.Context, nameOrID string) (*image.ImageInfo, error)
+	ResolveNamed(ctx context.Context, nameOrID, userSpecified string) (*image.ImageInfo, error)
 	Store() (storage.Store, error)
 }
 

@@ -10,7 +10,8 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
-// toStatus maps a service error to a gRPC status carrying its message.
+// toStatus maps a service error to a gRPC status carrying its message,
+// without the kind words the code already says.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -18,7 +19,7 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeOf(err), err.Error())
+	return status.Error(codeOf(err), errdefs.Message(err))
 }
 
 func codeOf(err error) codes.Code {

@@ -83,7 +83,8 @@ var errNoWaiters = errors.New("every caller of the pull went away")
 func (s *Service) Pull(ctx context.Context, name string, auth *Auth) (string, error) {
 	name = trimTransport(name)
 	if err := checkName(name); err != nil {
-		return "", fmt.Errorf("pull image: %w", err)
+		// It names the image and what is wrong with it.
+		return "", err
 	}
 	if _, ok := fullID(name); ok {
 		// "sha256:<hex>" parses as repository "sha256" with a tag, but

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/containers/image/v5/docker/reference"
 	"github.com/containers/storage"
@@ -14,8 +15,9 @@ import (
 
 // Remove removes an image by ID, ID prefix, tag or repo digest.
 //
-// A tag of an image that has other tags is only untagged. Anything else
-// (an ID, a digest, an image's last tag) deletes the image, which is
+// A tag of an image that has other names (tags, or repo@digest names it
+// was pulled by) is only untagged, as CRI-O does. Anything else (an ID,
+// an ID prefix, a digest, an image's last name) deletes the image, which is
 // refused with errdefs.ErrFailedPrecondition when the image is pinned or
 // a container in storage uses it. A missing image wraps
 // errdefs.ErrNotFound (the CRI handler treats that as done, as the CRI
@@ -36,33 +38,46 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 
 	if tagged, ok := m.name.(reference.NamedTagged); ok && !isDigested(m.name) {
 		tag := tagged.String()
-		if others := slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == tag }); len(others) > 0 {
+		if others := slices.DeleteFunc(slices.Clone(img.Names), func(n string) bool { return sameName(n, tag) }); len(others) > 0 {
 			if matchesPin(patterns, []string{tag}) {
 				return fmt.Errorf("remove image %s: tag %s is pinned by pinned_images: %w", nameOrID, tag, errdefs.ErrFailedPrecondition)
 			}
 			if err := store.RemoveNames(img.ID, []string{tag}); err != nil {
 				return wrapStorageErr(fmt.Sprintf("untag image %s (%s)", img.ID, tag), err)
 			}
-			s.log.Info("untagged image", "image", tag, "id", img.ID, "tags_left", others)
+			s.log.Info("untagged image", "image", tag, "id", img.ID, "names_left", others)
 			return nil
 		}
 	}
 
+	what := "remove image " + nameOrID
+	if !strings.HasPrefix(img.ID, strings.TrimPrefix(nameOrID, "sha256:")) {
+		what += " (" + img.ID + ")"
+	}
 	if pinned(patterns, img.ID, tags, digests) {
-		return fmt.Errorf("remove image %s (%s): the image is pinned by pinned_images: %w", nameOrID, img.ID, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("%s: the image is pinned by pinned_images: %w", what, errdefs.ErrFailedPrecondition)
 	}
 	if _, err := store.DeleteImage(img.ID, true); err != nil {
 		if errors.Is(err, storage.ErrImageUsedByContainer) {
-			return fmt.Errorf("remove image %s (%s): %s: %w", nameOrID, img.ID, usersOf(store, img.ID), errdefs.ErrFailedPrecondition)
+			return fmt.Errorf("%s: %s: %w", what, usersOf(store, img.ID), errdefs.ErrFailedPrecondition)
 		}
 		if errors.Is(err, storage.ErrImageUnknown) {
 			return fmt.Errorf("remove image: %w", notFound(nameOrID))
 		}
-		return wrapStorageErr(fmt.Sprintf("remove image %s (%s)", nameOrID, img.ID), err)
+		return wrapStorageErr(what, err)
 	}
 	s.forget(img.ID)
 	s.log.Info("removed image", "image", nameOrID, "id", img.ID, "tags", tags)
 	return nil
+}
+
+// sameName reports whether a stored name is the fully qualified tag.
+// Names are stored normalized; an unparsable one is compared as is.
+func sameName(stored, tag string) bool {
+	if named, err := reference.ParseNormalizedNamed(stored); err == nil {
+		return named.String() == tag
+	}
+	return stored == tag
 }
 
 func isDigested(n reference.Named) bool {

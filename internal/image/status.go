@@ -41,6 +41,12 @@ type ImageInfo struct {
 	TopLayer string
 	// Digest is the manifest digest the image was stored with.
 	Digest digest.Digest
+	// Tag and RepoDigest name the image as it was resolved: the tag the
+	// name matched and "<repository of the name>@<digest>", for a
+	// container to report the repository it was created from when the
+	// image is stored under several. After a lookup by ID they are the
+	// first of RepoTags and RepoDigests; empty when there is none.
+	Tag, RepoDigest string
 }
 
 // Resolve finds a local image by ID, ID prefix, name or repo digest and
@@ -59,7 +65,59 @@ func (s *Service) Resolve(ctx context.Context, nameOrID string) (*ImageInfo, err
 	if err != nil {
 		return nil, err
 	}
-	return s.describe(ctx, store, sys, m.image)
+	return s.describeMatch(ctx, store, sys, m)
+}
+
+// ResolveNamed is Resolve for the image a container is created from.
+// When nameOrID gives an ID, as the kubelet does once it has pulled,
+// userSpecified (the CRI's user_specified_image, the name in the pod
+// spec) sets Tag and RepoDigest if it names the same image.
+func (s *Service) ResolveNamed(ctx context.Context, nameOrID, userSpecified string) (*ImageInfo, error) {
+	store, err := s.Store()
+	if err != nil {
+		return nil, err
+	}
+	sys := s.systemContext(s.config())
+	m, err := lookup(store, sys, nameOrID)
+	if err != nil {
+		return nil, err
+	}
+	if m.name == nil && userSpecified != "" {
+		if um, err := lookup(store, sys, userSpecified); err == nil && um.image.ID == m.image.ID {
+			m.name = um.name
+		}
+	}
+	return s.describeMatch(ctx, store, sys, m)
+}
+
+// describeMatch describes the image a lookup found, named as it matched.
+func (s *Service) describeMatch(ctx context.Context, store storage.Store, sys *types.SystemContext, m *match) (*ImageInfo, error) {
+	info, err := s.describe(ctx, store, sys, m.image)
+	if err != nil {
+		return nil, err
+	}
+	if len(info.RepoTags) > 0 {
+		info.Tag = info.RepoTags[0]
+	}
+	if len(info.RepoDigests) > 0 {
+		info.RepoDigest = info.RepoDigests[0]
+	}
+	if m.name == nil {
+		return info, nil
+	}
+	if t, ok := m.name.(reference.NamedTagged); ok && slices.Contains(info.RepoTags, t.String()) {
+		info.Tag = t.String()
+	}
+	if d, ok := m.name.(reference.Digested); ok {
+		info.RepoDigest = m.name.Name() + "@" + d.Digest().String()
+		return info, nil
+	}
+	// RepoDigests lists each repository with its digests, the stored
+	// manifest digest first.
+	if i := slices.IndexFunc(info.RepoDigests, func(rd string) bool { return strings.HasPrefix(rd, m.name.Name()+"@") }); i >= 0 {
+		info.RepoDigest = info.RepoDigests[i]
+	}
+	return info, nil
 }
 
 // List describes every local image, or with a non-empty filter only the

@@ -218,7 +218,9 @@ func (p *Pending) Start(ctx context.Context) (*Created, error) {
 		// conmon exits right after reporting; once it is gone its cgroup
 		// can be removed by the caller's cleanup.
 		waitGone(conmon)
-		return nil, fmt.Errorf("container create failed: %s: %w", strings.TrimSpace(msg.Message), errdefs.ErrFailedPrecondition)
+		// conmon passes on the runtime's stderr: keep the line that says
+		// what failed ("runc create failed: …"), not its warnings.
+		return nil, fmt.Errorf("%s: %w", runtimeMessage(msg.Message), errdefs.ErrFailedPrecondition)
 	}
 	ctr, err := NewProc(msg.Pid)
 	if err != nil {

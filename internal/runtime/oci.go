@@ -80,18 +80,33 @@ func (r OCI) run(ctx context.Context, stdin []byte, args ...string) ([]byte, err
 }
 
 // runtimeMessage trims runc's stderr to its error text: runc logs in
-// logrus' text format, `time=… level=error msg="…"`.
+// logrus' text format, `time=… level=error msg="…"`, and warnings (about
+// the freezer, OOM counts, …) may come before or after the error. The
+// last error line wins, else the last line with a message.
 func runtimeMessage(s string) string {
 	s = strings.TrimSpace(s)
 	lines := strings.Split(s, "\n")
+	last := ""
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := lines[i]
-		if j := strings.Index(l, `msg="`); j >= 0 {
-			if m, err := strconv.Unquote(l[j+4:]); err == nil {
-				return m
-			}
-			return strings.TrimSuffix(l[j+5:], `"`)
+		j := strings.Index(l, `msg="`)
+		if j < 0 {
+			continue
 		}
+		// Other fields may follow the quoted message.
+		m := strings.TrimSuffix(l[j+5:], `"`)
+		if q, err := strconv.QuotedPrefix(l[j+4:]); err == nil {
+			m, _ = strconv.Unquote(q)
+		}
+		if strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") {
+			return m
+		}
+		if last == "" {
+			last = m
+		}
+	}
+	if last != "" {
+		return last
 	}
 	if s == "" {
 		return "(no output)"

@@ -158,6 +158,17 @@ time="2026-01-01T00:00:00Z" level=error msg="container \"x\" does not exist"`
 	if got := runtimeMessage(in); got != `container "x" does not exist` {
 		t.Fatalf("%q", got)
 	}
+	// runc's create failure on a cgroup v1 host: warnings around the error.
+	in = `time="2026-01-01T00:00:00Z" level=warning msg="cannot toggle freezer: cgroups not configured for container"
+time="2026-01-01T00:00:00Z" level=error msg="runc create failed: unable to start container process: exec: \"/nosuch\": stat /nosuch: no such file or directory"
+time="2026-01-01T00:00:00Z" level=warning msg="unable to get oom kill count" error="openat2 /sys/fs/cgroup/x/memory.events: no such file or directory"`
+	if got := runtimeMessage(in); got != `runc create failed: unable to start container process: exec: "/nosuch": stat /nosuch: no such file or directory` {
+		t.Fatalf("%q", got)
+	}
+	in = `time="2026-01-01T00:00:00Z" level=warning msg="only a warning" error="detail"`
+	if got := runtimeMessage(in); got != "only a warning" {
+		t.Fatalf("%q", got)
+	}
 	if got := runtimeMessage("plain error\n"); got != "plain error" {
 		t.Fatalf("%q", got)
 	}

@@ -259,9 +259,10 @@ func (s *Server) target(id string) (runtime.ExecTarget, error) {
 	if s.containers == nil {
 		return runtime.ExecTarget{}, fmt.Errorf("container %s: no container manager: %w", id, errdefs.ErrUnavailable)
 	}
+	// The container manager's errors name the container.
 	t, err := s.containers.ExecTarget(id)
 	if err != nil {
-		return runtime.ExecTarget{}, fmt.Errorf("container %s: %w", id, err)
+		return runtime.ExecTarget{}, err
 	}
 	return t, nil
 }
@@ -284,9 +285,10 @@ func (s *Server) netNS(podID string) (string, error) {
 	if s.pods == nil {
 		return "", fmt.Errorf("pod %s: no pod manager: %w", podID, errdefs.ErrUnavailable)
 	}
+	// The pod manager's errors name the pod.
 	p, err := s.pods.NetNSPath(podID)
 	if err != nil {
-		return "", fmt.Errorf("pod %s: %w", podID, err)
+		return "", err
 	}
 	return p, nil
 }
