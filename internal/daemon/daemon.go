@@ -38,6 +38,8 @@ type daemon struct {
 	// origins says which keys of the current snapshot command-line flags
 	// set, and the files' values they hide; a reload compares them.
 	origins map[string]config.Origin
+	// systemd is told when berthd serves and when it stops.
+	systemd notifier
 	level   *slog.LevelVar
 	log     *slog.Logger
 	images  *image.Service
@@ -71,7 +73,7 @@ func (d *daemon) allowedAnnotations(name string) []string {
 
 // Run starts berthd and blocks until ctx is done or SIGTERM/SIGINT.
 func Run(ctx context.Context, loader config.Loader) error {
-	d := &daemon{loader: loader, level: new(slog.LevelVar)}
+	d := &daemon{loader: loader, level: new(slog.LevelVar), systemd: takeNotifySocket()}
 	cfg, origins, err := loader.LoadWithOrigins()
 	if err != nil {
 		return err
@@ -215,6 +217,11 @@ func Run(ctx context.Context, loader config.Loader) error {
 	served := make(chan error, 1)
 	go func() { served <- d.server.Serve() }()
 	d.log.Info("berthd serving", "socket", cfg.Berth.API.Listen, "version", Version)
+	// Only now is the CRI socket answering: a Type=notify unit orders the
+	// kubelet after this.
+	if err := d.systemd.notify("READY=1\nSTATUS=serving " + cfg.Berth.API.Listen); err != nil {
+		d.log.Warn("tell systemd berthd is ready", "error", err)
+	}
 
 	for {
 		select {
@@ -234,6 +241,9 @@ func Run(ctx context.Context, loader config.Loader) error {
 
 func (d *daemon) shutdown(served <-chan error, why string) error {
 	d.log.Info("stopping", "reason", why)
+	if err := d.systemd.notify("STOPPING=1"); err != nil {
+		d.log.Warn("tell systemd berthd is stopping", "error", err)
+	}
 	d.server.Stop(30 * time.Second)
 	err := <-served
 	d.cleanStop = err == nil

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -62,6 +66,104 @@ stream_port = "12345"
 	d.WriteDropIn(t, "50-ops.toml", "[berth.runtime]\nlog_level = \"warn\"\n")
 	d.Signal(t, syscall.SIGHUP)
 	waitLog(t, d, `level=WARN msg="reload: applied" key=berth.runtime.log_level old=info new=warn`)
+}
+
+// TestDaemonNotifiesSystemdOnceServing runs berthd as a Type=notify unit
+// would: READY=1 arrives on $NOTIFY_SOCKET once the CRI socket answers,
+// and STOPPING=1 when it stops.
+func TestDaemonNotifiesSystemdOnceServing(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "sd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir, Env: []string{"NOTIFY_SOCKET=" + sock}})
+
+	type message struct {
+		text string
+		// versionErr is Version's answer on the CRI socket the moment the
+		// message arrived.
+		versionErr error
+	}
+	messages := make(chan message, 4)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ln.Read(buf)
+			if err != nil {
+				close(messages)
+				return
+			}
+			m := message{text: string(buf[:n])}
+			if strings.Contains(m.text, "READY=1") {
+				m.versionErr = versionNow(d.Socket)
+			}
+			messages <- m
+		}
+	}()
+	d.Start(t)
+	select {
+	case m := <-messages:
+		if !strings.Contains(m.text, "READY=1") || m.versionErr != nil {
+			t.Fatalf("first message %q; Version when it came: %v", m.text, m.versionErr)
+		}
+	case <-time.After(testutil.StartTimeout):
+		t.Fatal("no READY=1 from a serving berthd")
+	}
+	d.Stop(t)
+	select {
+	case m := <-messages:
+		if m.text != "STOPPING=1" {
+			t.Errorf("message on stop: %q", m.text)
+		}
+	case <-time.After(testutil.StartTimeout):
+		t.Error("no STOPPING=1 from a stopped berthd")
+	}
+}
+
+// versionNow calls Version once, without waiting for the socket.
+func versionNow(socket string) error {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = runtimeapi.NewRuntimeServiceClient(conn).Version(ctx, &runtimeapi.VersionRequest{})
+	return err
+}
+
+// TestContainerRunsUnderANotifyingBerthd: berthd keeps $NOTIFY_SOCKET to
+// itself, so the runc it starts does not wait for a container that never
+// reports ready.
+func TestContainerRunsUnderANotifyingBerthd(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "sd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e := startCtrEnvWith(t, testutil.DaemonOptions{BinDir: binDir, Env: []string{"NOTIFY_SOCKET=" + sock}})
+	id := e.run(t, e.config("plain", "sh", "-c", "echo NOTIFY_SOCKET=$NOTIFY_SOCKET; sleep 1000"))
+	if st := e.status(t, id); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container %v", st.GetState())
+	}
+	if out := e.exec(t, id, 10, "sh", "-c", "echo x${NOTIFY_SOCKET}x"); strings.TrimSpace(string(out.Stdout)) != "xx" {
+		t.Errorf("the container sees NOTIFY_SOCKET: %q", out.Stdout)
+	}
+	e.stop(t, id, 0)
 }
 
 // TestContainerStopTimeoutBoundsAStuckStop: a container that cannot die
