@@ -216,7 +216,6 @@ func prune(v any) any {
 // systemdOptions shape the berthd unit.
 type systemdOptions struct {
 	berthd, envFile string
-	notify          bool
 }
 
 func generateSystemdCommand(g *globals) *cobra.Command {
@@ -226,11 +225,16 @@ func generateSystemdCommand(g *globals) *cobra.Command {
 		Short: "Print a systemd unit that runs berthd",
 		Long: `Print a systemd service unit for berthd, modelled on CRI-O's crio.service:
 started before the kubelet, reloaded with SIGHUP, restarted on failure, with
-no task or file limits and protected from the OOM killer. Only berthd's own
-process is killed on stop or restart (KillMode=process): conmon and the
-containers keep running, and berthd picks them up again when it starts.
-berthd's options go in BERTH_OPTIONS in the environment file; --config
-(-c) given to berth is passed on to berthd.`,
+no task or file limits and protected from the OOM killer. The unit is
+Type=notify: berthd tells systemd it is ready (sd_notify READY=1) once it
+has recovered its pods and containers and its CRI socket answers, so units
+ordered after it (the kubelet) start against a working runtime; a start
+that takes longer than TimeoutStartSec (5 minutes, room for the storage
+check after a crash) fails. Only berthd's own process is killed on stop or
+restart (KillMode=process): conmon and the containers keep running, and
+berthd picks them up again when it starts. berthd's options go in
+BERTH_OPTIONS in the environment file; --config (-c) given to berth is
+passed on to berthd.`,
 		Example: `  berth generate systemd > /etc/systemd/system/berth.service
   systemctl daemon-reload && systemctl enable --now berth
   berth generate systemd --berthd /usr/bin/berthd -c /etc/berth/berth.toml`,
@@ -252,7 +256,9 @@ berthd's options go in BERTH_OPTIONS in the environment file; --config
 	}
 	cmd.Flags().StringVar(&o.berthd, "berthd", "", "path of berthd (default: beside berth, else /usr/local/bin/berthd)")
 	cmd.Flags().StringVar(&o.envFile, "env-file", "/etc/default/berth", "optional environment file with BERTH_OPTIONS")
-	cmd.Flags().BoolVar(&o.notify, "notify", false, "Type=notify, for a berthd that reports readiness to systemd")
+	// The unit is always Type=notify now; the flag stays for old scripts.
+	cmd.Flags().Bool("notify", true, "")
+	_ = cmd.Flags().MarkDeprecated("notify", "the unit is always Type=notify")
 	return cmd
 }
 
@@ -272,10 +278,6 @@ func defaultBerthdPath() string {
 
 // systemdUnit renders the unit file.
 func systemdUnit(o *systemdOptions, config string) string {
-	unitType := "Type=simple\n"
-	if o.notify {
-		unitType = "Type=notify\nNotifyAccess=main\n"
-	}
 	exec := o.berthd
 	if config != "" {
 		exec += " --config " + config
@@ -290,7 +292,8 @@ func systemdUnit(o *systemdOptions, config string) string {
 		"After=network-online.target",
 		"",
 		"[Service]",
-		strings.TrimSuffix(unitType, "\n"),
+		"Type=notify",
+		"NotifyAccess=main",
 		"EnvironmentFile=-" + o.envFile,
 		"Environment=GOTRACEBACK=crash",
 		"ExecStart=" + exec + " $BERTH_OPTIONS",
@@ -301,7 +304,7 @@ func systemdUnit(o *systemdOptions, config string) string {
 		"LimitNPROC=1048576",
 		"LimitCORE=infinity",
 		"OOMScoreAdjust=-999",
-		"TimeoutStartSec=0",
+		"TimeoutStartSec=5min",
 		"Restart=on-failure",
 		"RestartSec=10",
 		"",

@@ -188,13 +188,19 @@ func TestSystemdUnit(t *testing.T) {
 	unit := systemdUnit(&systemdOptions{berthd: "/usr/bin/berthd", envFile: "/etc/default/berth"}, "/etc/berth/b.toml")
 	for _, want := range []string{
 		"ExecStart=/usr/bin/berthd --config /etc/berth/b.toml $BERTH_OPTIONS", "EnvironmentFile=-/etc/default/berth",
-		"ExecReload=/bin/kill -s HUP $MAINPID", "KillMode=process", "Type=simple", "Before=kubelet.service", "WantedBy=multi-user.target",
+		"ExecReload=/bin/kill -s HUP $MAINPID", "KillMode=process", "Type=notify", "NotifyAccess=main", "TimeoutStartSec=5min",
+		"Before=kubelet.service", "WantedBy=multi-user.target",
 	} {
-		if !strings.Contains(unit, want+"\n") {
+		if !strings.Contains(unit, "\n"+want+"\n") {
 			t.Errorf("unit lacks %q:\n%s", want, unit)
 		}
 	}
-	if u := systemdUnit(&systemdOptions{berthd: "/b", notify: true}, ""); !strings.Contains(u, "Type=notify\n") || !strings.Contains(u, "ExecStart=/b $BERTH_OPTIONS\n") {
-		t.Errorf("notify unit:\n%s", u)
+	for _, bad := range []string{"Type=simple", "TimeoutStartSec=0", "KillMode=control-group", "KillMode=mixed"} {
+		if strings.Contains(unit, bad) {
+			t.Errorf("unit has %q:\n%s", bad, unit)
+		}
+	}
+	if u := systemdUnit(&systemdOptions{berthd: "/b"}, ""); !strings.Contains(u, "\nExecStart=/b $BERTH_OPTIONS\n") {
+		t.Errorf("unit without a config file:\n%s", u)
 	}
 }

@@ -167,9 +167,9 @@ func (c *client) defaultCaps() []string {
 	var cfg struct {
 		Berth struct {
 			Runtime struct {
-				DefaultCaps []string `json:"DefaultCaps"`
-			} `json:"Runtime"`
-		} `json:"Berth"`
+				DefaultCaps []string `json:"default_capabilities"`
+			} `json:"runtime"`
+		} `json:"berth"`
 	}
 	if json.Unmarshal([]byte(st.Info["config"]), &cfg) != nil || len(cfg.Berth.Runtime.DefaultCaps) == 0 {
 		return criODefaultCaps()

@@ -20,8 +20,16 @@ func main() {
 		os.Exit(nsmgr.ChildMain())
 	}
 	root := &cobra.Command{
-		Use:           "berthd",
-		Short:         "berth: a Kubernetes container runtime (CRI)",
+		Use:   "berthd",
+		Short: "berth: a Kubernetes container runtime (CRI)",
+		Long: `berthd serves the Kubernetes CRI on a unix socket and runs each container
+under conmon and runc.
+
+It reads --config, then every *.toml in --config-dir in lexical order, then
+its flags. Each flag overrides the config key shown in brackets; the default
+shown is the key's built-in one, which the files may change. "berthd config"
+prints the configuration in effect. SIGHUP re-reads the files and applies the
+keys marked Reloadable; it logs each change and each key that needs a restart.`,
 		Version:       daemon.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -2,16 +2,19 @@
 // loading a TOML file plus drop-ins, validation, and printing it back.
 //
 // A Config is an immutable snapshot. The daemon publishes the current one
-// through an atomic pointer; SIGHUP builds a new snapshot and applies only
-// the fields listed in Reloadable.
+// through an atomic pointer; SIGHUP builds a new snapshot and Merge applies
+// only the fields tagged `reload:"true"`.
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
@@ -64,17 +67,17 @@ type API struct {
 
 	// StreamEnableTLS serves the streaming server over TLS with the files below.
 	StreamEnableTLS bool   `toml:"stream_enable_tls" comment:"Serve exec, attach and port-forward over TLS (stream_tls_cert and stream_tls_key must be set)."`
-	StreamTLSCert   string `toml:"stream_tls_cert" comment:"PEM certificate of the streaming server; re-read on SIGHUP."`
-	StreamTLSKey    string `toml:"stream_tls_key" comment:"PEM private key of the streaming server; re-read on SIGHUP."`
-	StreamTLSCA     string `toml:"stream_tls_ca" comment:"PEM CA bundle; when set, streaming clients must present a certificate it signed. Re-read on SIGHUP."`
+	StreamTLSCert   string `toml:"stream_tls_cert" comment:"PEM certificate of the streaming server; its content is re-read on every SIGHUP (the path needs a restart)."`
+	StreamTLSKey    string `toml:"stream_tls_key" comment:"PEM private key of the streaming server; its content is re-read on every SIGHUP (the path needs a restart)."`
+	StreamTLSCA     string `toml:"stream_tls_ca" comment:"PEM CA bundle; when set, streaming clients must present a certificate it signed. Its content is re-read on every SIGHUP (the path needs a restart)."`
 	// StreamIdleTimeout closes a streaming connection that carried no data for this long.
 	StreamIdleTimeout Duration `toml:"stream_idle_timeout" comment:"A streaming connection with no traffic for this long is closed."`
 }
 
 // Runtime is the [berth.runtime] table: how containers are run.
 type Runtime struct {
-	LogLevel       string             `toml:"log_level" comment:"Log level: debug, info, warn or error. Reloadable."`
-	DefaultRuntime string             `toml:"default_runtime" comment:"Runtime handler used when the pod names none. Reloadable."`
+	LogLevel       string             `toml:"log_level" reload:"true" comment:"Log level: debug, info, warn or error."`
+	DefaultRuntime string             `toml:"default_runtime" reload:"true" comment:"Runtime handler used when the pod names none; must be one of the handlers berthd started with."`
 	Runtimes       map[string]Handler `toml:"runtimes" comment:"Runtime handlers by name."`
 	Conmon         string             `toml:"conmon" comment:"Path of the conmon binary."`
 	ConmonCgroup   string             `toml:"conmon_cgroup" comment:"Cgroup for conmon processes: \"pod\" puts each in its pod's cgroup."`
@@ -85,7 +88,11 @@ type Runtime struct {
 	LogSizeMax     int64              `toml:"log_size_max" comment:"Largest size of a container log file in bytes before conmon truncates it; -1 for no limit."`
 	ShmSize        string             `toml:"shm_size" comment:"Size of each pod's /dev/shm tmpfs, e.g. \"64m\"."`
 	SeccompProfile string             `toml:"seccomp_profile" comment:"Path of a seccomp profile JSON used for RuntimeDefault; empty: the built-in default profile."`
-	StopTimeout    int64              `toml:"ctr_stop_timeout" comment:"Smallest timeout in seconds used to stop a container."`
+	// StopTimeout bounds, as CRI-O's ctr_stop_timeout does, how long a stop
+	// waits for a killed container to be gone before it reports an error
+	// (a process stuck in the kernel, a frozen cgroup). It does not lengthen
+	// the grace period the CRI request asks for.
+	StopTimeout int64 `toml:"ctr_stop_timeout" reload:"true" comment:"Seconds a stop waits for a container to be gone after SIGKILL before it fails (the kubelet then retries)."`
 }
 
 // Handler describes one OCI runtime handler ([berth.runtime.runtimes.NAME]).
@@ -100,17 +107,16 @@ type Handler struct {
 
 // Image is the [berth.image] table: pulling and keeping images.
 type Image struct {
-	DefaultTransport    string   `toml:"default_transport" comment:"Transport used for image names without one."`
-	GlobalAuthFile      string   `toml:"global_auth_file" comment:"Auth file (containers-auth.json format) used when a pull carries no credentials."`
-	PauseImage          string   `toml:"pause_image" comment:"Kept for CRI-O compatibility: berth pins pod namespaces itself and never pulls it. Reloadable."`
-	PinnedImages        []string `toml:"pinned_images" comment:"Images never removed by RemoveImage and reported as pinned; exact names or globs ending in '*'. Reloadable."`
-	SignaturePolicy     string   `toml:"signature_policy" comment:"Signature policy file (policy.json). Re-read on SIGHUP."`
-	RegistriesConf      string   `toml:"registries_conf" comment:"registries.conf used for name resolution, mirrors and blocking. Re-read on SIGHUP."`
-	RegistriesConfDir   string   `toml:"registries_conf_dir" comment:"Drop-in directory of registries.conf. Re-read on SIGHUP."`
-	InsecureRegistries  []string `toml:"insecure_registries" comment:"Registries reached without TLS verification (in addition to registries.conf)."`
+	GlobalAuthFile      string   `toml:"global_auth_file" reload:"true" comment:"Auth file (containers-auth.json format) used when a pull carries no credentials."`
+	PauseImage          string   `toml:"pause_image" reload:"true" comment:"Never removed by RemoveImage and reported as pinned, as in CRI-O (berth runs pods without a pause image and never pulls it)."`
+	PinnedImages        []string `toml:"pinned_images" reload:"true" comment:"Images never removed by RemoveImage and reported as pinned; exact names or globs ending in '*'."`
+	SignaturePolicy     string   `toml:"signature_policy" reload:"true" comment:"Signature policy file (policy.json); its content is re-read on every SIGHUP."`
+	RegistriesConf      string   `toml:"registries_conf" reload:"true" comment:"registries.conf used for name resolution, mirrors and blocking; its content is re-read on every SIGHUP."`
+	RegistriesConfDir   string   `toml:"registries_conf_dir" reload:"true" comment:"Drop-in directory of registries.conf; re-read on every SIGHUP."`
+	InsecureRegistries  []string `toml:"insecure_registries" reload:"true" comment:"Registries reached without TLS verification (in addition to registries.conf)."`
 	CertsDir            string   `toml:"certs_dir" comment:"Directory of per-registry TLS files, as /etc/containers/certs.d: <host:port>/ca.crt, client.cert, client.key."`
-	PullProgressTimeout Duration `toml:"pull_progress_timeout" comment:"A pull that makes no progress for this long is aborted; 0 disables."`
-	ShortNameMode       string   `toml:"short_name_mode" comment:"Short name resolution: enforcing (ambiguity is an error) or disabled."`
+	PullProgressTimeout Duration `toml:"pull_progress_timeout" reload:"true" comment:"A pull that makes no progress for this long is aborted; 0 disables."`
+	ShortNameMode       string   `toml:"short_name_mode" reload:"true" comment:"Short name resolution: enforcing (ambiguity is an error) or disabled."`
 }
 
 // Network is the [berth.network] table: CNI.
@@ -191,7 +197,6 @@ func Default() *Config {
 			StopTimeout:    30,
 		},
 		Image: Image{
-			DefaultTransport:    "docker://",
 			PauseImage:          "registry.k8s.io/pause:3.10",
 			PinnedImages:        []string{},
 			InsecureRegistries:  []string{},
@@ -213,71 +218,79 @@ func Default() *Config {
 	return c
 }
 
-// Validate checks every value and names the key of the first bad one.
+// Validate checks every value. The error joins one *FieldError per bad
+// key (see FieldErrors), in schema order, so that all of them are
+// reported at once.
 func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) { errs = append(errs, fieldErr(key, format, args...)) }
 	b := &c.Berth
-	for key, p := range map[string]string{
-		"berth.root": b.Root, "berth.runroot": b.RunRoot, "berth.state_dir": b.StateDir,
-		"berth.run_dir": b.RunDir, "berth.log_dir": b.LogDir, "berth.api.listen": b.API.Listen,
-		"berth.runtime.conmon": b.Runtime.Conmon, "berth.network.network_dir": b.Network.NetworkDir,
+	for _, p := range []struct{ key, path string }{
+		{"berth.root", b.Root}, {"berth.runroot", b.RunRoot}, {"berth.state_dir", b.StateDir},
+		{"berth.run_dir", b.RunDir}, {"berth.log_dir", b.LogDir}, {"berth.api.listen", b.API.Listen},
+		{"berth.runtime.conmon", b.Runtime.Conmon}, {"berth.network.network_dir", b.Network.NetworkDir},
 	} {
-		if !filepath.IsAbs(p) {
-			return fieldErr(key, "%q is not an absolute path", p)
+		if !filepath.IsAbs(p.path) {
+			bad(p.key, "%q is not an absolute path", p.path)
 		}
 	}
 	switch b.StorageDriver {
 	case "", "overlay", "vfs":
 	default:
-		return fieldErr("berth.storage_driver", "%q is not supported (overlay or vfs)", b.StorageDriver)
+		bad("berth.storage_driver", "%q is not supported (overlay or vfs)", b.StorageDriver)
 	}
 	if _, err := ParseLogLevel(b.Runtime.LogLevel); err != nil {
-		return fieldErr("berth.runtime.log_level", "%w", err)
+		bad("berth.runtime.log_level", "%w", err)
 	}
 	switch b.Runtime.CgroupManager {
 	case "cgroupfs", "systemd":
 	default:
-		return fieldErr("berth.runtime.cgroup_manager", "%q is not cgroupfs or systemd", b.Runtime.CgroupManager)
+		bad("berth.runtime.cgroup_manager", "%q is not cgroupfs or systemd", b.Runtime.CgroupManager)
 	}
 	if len(b.Runtime.Runtimes) == 0 {
-		return fieldErr("berth.runtime.runtimes", "at least one runtime handler is needed")
+		bad("berth.runtime.runtimes", "at least one runtime handler is needed")
 	}
-	for name, h := range b.Runtime.Runtimes {
+	for _, name := range slices.Sorted(maps.Keys(b.Runtime.Runtimes)) {
+		h := b.Runtime.Runtimes[name]
 		if h.RuntimePath == "" {
-			return fieldErr("berth.runtime.runtimes."+name+".runtime_path", "must be set")
+			bad("berth.runtime.runtimes."+name+".runtime_path", "must be set")
 		}
 		if h.RuntimeType != "" && h.RuntimeType != "oci" {
-			return fieldErr("berth.runtime.runtimes."+name+".runtime_type", "%q is not supported (oci)", h.RuntimeType)
+			bad("berth.runtime.runtimes."+name+".runtime_type", "%q is not supported (oci)", h.RuntimeType)
 		}
 	}
 	if _, ok := b.Runtime.Runtimes[b.Runtime.DefaultRuntime]; !ok {
-		return fieldErr("berth.runtime.default_runtime", "%q is not a configured runtime handler", b.Runtime.DefaultRuntime)
+		bad("berth.runtime.default_runtime", "%q is not a configured runtime handler", b.Runtime.DefaultRuntime)
 	}
 	if _, err := ParseSize(b.Runtime.ShmSize); err != nil {
-		return fieldErr("berth.runtime.shm_size", "%w", err)
+		bad("berth.runtime.shm_size", "%w", err)
 	}
 	for _, s := range b.Runtime.DefaultSysctls {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
-			return fieldErr("berth.runtime.default_sysctls", "%q is not key=value", s)
+			bad("berth.runtime.default_sysctls", "%q is not key=value", s)
 		}
 	}
+	if b.Runtime.StopTimeout < 1 {
+		bad("berth.runtime.ctr_stop_timeout", "%d is not a number of seconds of at least 1", b.Runtime.StopTimeout)
+	}
 	if b.Image.PullProgressTimeout.Duration < 0 {
-		return fieldErr("berth.image.pull_progress_timeout", "must not be negative")
+		bad("berth.image.pull_progress_timeout", "must not be negative")
 	}
 	switch b.Image.ShortNameMode {
 	case "enforcing", "disabled":
 	default:
-		return fieldErr("berth.image.short_name_mode", "%q is not enforcing or disabled", b.Image.ShortNameMode)
+		bad("berth.image.short_name_mode", "%q is not enforcing or disabled", b.Image.ShortNameMode)
 	}
 	if b.Metrics.Port < 0 || b.Metrics.Port > 65535 {
-		return fieldErr("berth.metrics.metrics_port", "%d is not a port", b.Metrics.Port)
+		bad("berth.metrics.metrics_port", "%d is not a port", b.Metrics.Port)
 	}
 	if b.Metrics.Socket != "" && !filepath.IsAbs(b.Metrics.Socket) {
-		return fieldErr("berth.metrics.metrics_socket", "%q is not an absolute path", b.Metrics.Socket)
+		bad("berth.metrics.metrics_socket", "%q is not an absolute path", b.Metrics.Socket)
 	}
 	if b.Stats.CollectionPeriod.Duration < 0 {
-		return fieldErr("berth.stats.stats_collection_period", "must not be negative")
+		bad("berth.stats.stats_collection_period", "must not be negative")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // FieldError says which key holds a bad value and why.
@@ -322,6 +335,16 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size like 64m", s)
 	}
 	return v * mult, nil
+}
+
+// Pins are the image name patterns that RemoveImage refuses and image
+// status reports as pinned: pinned_images, and the pause image as CRI-O
+// pins it, so the kubelet's image GC keeps a pre-pulled one.
+func (i Image) Pins() []string {
+	if i.PauseImage == "" {
+		return i.PinnedImages
+	}
+	return append(slices.Clip(i.PinnedImages), i.PauseImage)
 }
 
 // Handler returns the runtime handler named name; "" means the default one.

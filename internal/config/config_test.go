@@ -75,7 +75,7 @@ func TestRejectsUnknownKeysAndBadValuesNamingFileAndKey(t *testing.T) {
 	cases := []struct {
 		name, content, want string
 	}{
-		{"unknown key", "[berth.runtime]\nlog_levle = \"debug\"\n", "unknown key berth.runtime.log_levle"},
+		{"unknown key", "[berth.runtime]\nlog_levle = \"debug\"\n", "50-bad.toml:2: berth.runtime.log_levle: unknown key (did you mean berth.runtime.log_level?)"},
 		{"unknown table", "[berth.nope]\nx = 1\n", "berth.nope"},
 		{"bad level", "[berth.runtime]\nlog_level = \"loud\"\n", "berth.runtime.log_level"},
 		{"bad type", "[berth.metrics]\nmetrics_port = \"x\"\n", "metrics_port"},
@@ -126,42 +126,6 @@ func TestPrintedConfigRoundTrips(t *testing.T) {
 	again, err := back.WriteTOML()
 	if err != nil || string(again) != string(out) {
 		t.Fatalf("second print differs (err %v)", err)
-	}
-}
-
-func TestMergeAppliesOnlyReloadableKeys(t *testing.T) {
-	old := Default()
-	next := Default()
-	next.Berth.Runtime.LogLevel = "debug"
-	next.Berth.Image.PinnedImages = []string{"x"}
-	next.Berth.Root = "/elsewhere"
-	next.Berth.Runtime.Runtimes = map[string]Handler{"runc": old.Berth.Runtime.Runtimes["runc"], "new": {RuntimePath: "/bin/new", AllowedAnnotations: []string{}}}
-	next.Berth.Runtime.DefaultRuntime = "new"
-
-	merged, applied, ignored := Merge(old, next)
-	if merged.Berth.Runtime.LogLevel != "debug" || !reflect.DeepEqual(merged.Berth.Image.PinnedImages, []string{"x"}) {
-		t.Errorf("reloadable keys not applied: %+v", merged.Berth)
-	}
-	if merged.Berth.Root != old.Berth.Root {
-		t.Errorf("root is not reloadable but changed to %s", merged.Berth.Root)
-	}
-	if merged.Berth.Runtime.DefaultRuntime != "runc" {
-		t.Errorf("default runtime switched to a handler the running daemon does not have")
-	}
-	keys := func(cs []Change) (out []string) {
-		for _, c := range cs {
-			out = append(out, c.Key)
-		}
-		return out
-	}
-	if got := keys(applied); !reflect.DeepEqual(got, []string{"berth.image.pinned_images", "berth.runtime.default_runtime", "berth.runtime.log_level"}) {
-		t.Errorf("applied = %v", got)
-	}
-	if got := keys(ignored); !reflect.DeepEqual(got, []string{"berth.root", "berth.runtime.runtimes.new.allowed_annotations", "berth.runtime.runtimes.new.runtime_path"}) {
-		t.Errorf("ignored = %v", got)
-	}
-	if old.Berth.Runtime.LogLevel != "info" {
-		t.Errorf("Merge must not modify the old snapshot")
 	}
 }
 

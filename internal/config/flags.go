@@ -1,69 +1,83 @@
 package config
 
 import (
+	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/spf13/pflag"
 )
 
+// flagKeys are berthd's command-line flags and the config key each one
+// overrides. The flag's type, default and help come from the key.
+var flagKeys = []struct{ name, key string }{
+	{"listen", "berth.api.listen"},
+	{"stream-address", "berth.api.stream_address"},
+	{"stream-port", "berth.api.stream_port"},
+	{"root", "berth.root"},
+	{"runroot", "berth.runroot"},
+	{"storage-driver", "berth.storage_driver"},
+	{"storage-opt", "berth.storage_option"},
+	{"state-dir", "berth.state_dir"},
+	{"run-dir", "berth.run_dir"},
+	{"log-dir", "berth.log_dir"},
+	{"log-level", "berth.runtime.log_level"},
+	{"default-runtime", "berth.runtime.default_runtime"},
+	{"conmon", "berth.runtime.conmon"},
+	{"cgroup-manager", "berth.runtime.cgroup_manager"},
+	{"default-capability", "berth.runtime.default_capabilities"},
+	{"default-sysctls", "berth.runtime.default_sysctls"},
+	{"registries-conf", "berth.image.registries_conf"},
+	{"signature-policy", "berth.image.signature_policy"},
+	{"global-auth-file", "berth.image.global_auth_file"},
+	{"insecure-registry", "berth.image.insecure_registries"},
+	{"pinned-images", "berth.image.pinned_images"},
+	{"pull-progress-timeout", "berth.image.pull_progress_timeout"},
+	{"network-dir", "berth.network.network_dir"},
+	{"plugin-dirs", "berth.network.plugin_dirs"},
+	{"enable-metrics", "berth.metrics.enable_metrics"},
+	{"metrics-port", "berth.metrics.metrics_port"},
+}
+
 // Flags are the command-line overrides of berthd. Only flags given on the
-// command line override the files; the rest keep the file's values.
+// command line override the files; the rest keep the files' values.
 type Flags struct {
-	fs  *pflag.FlagSet
-	str map[string]*string
-	sl  map[string]*[]string
+	fs *pflag.FlagSet
+	// values holds the pointer pflag fills for each flag, by flag name.
+	values map[string]any
 
 	ConfigFile string
 	DropInDir  string
-	progress   time.Duration
-	metrics    bool
-	port       int
 }
 
-// stringFlags maps a flag name to the field it overrides.
-var stringFlags = map[string]func(*Config) *string{
-	"listen":           func(c *Config) *string { return &c.Berth.API.Listen },
-	"log-level":        func(c *Config) *string { return &c.Berth.Runtime.LogLevel },
-	"root":             func(c *Config) *string { return &c.Berth.Root },
-	"runroot":          func(c *Config) *string { return &c.Berth.RunRoot },
-	"storage-driver":   func(c *Config) *string { return &c.Berth.StorageDriver },
-	"state-dir":        func(c *Config) *string { return &c.Berth.StateDir },
-	"run-dir":          func(c *Config) *string { return &c.Berth.RunDir },
-	"log-dir":          func(c *Config) *string { return &c.Berth.LogDir },
-	"cgroup-manager":   func(c *Config) *string { return &c.Berth.Runtime.CgroupManager },
-	"default-runtime":  func(c *Config) *string { return &c.Berth.Runtime.DefaultRuntime },
-	"conmon":           func(c *Config) *string { return &c.Berth.Runtime.Conmon },
-	"registries-conf":  func(c *Config) *string { return &c.Berth.Image.RegistriesConf },
-	"signature-policy": func(c *Config) *string { return &c.Berth.Image.SignaturePolicy },
-	"global-auth-file": func(c *Config) *string { return &c.Berth.Image.GlobalAuthFile },
-	"network-dir":      func(c *Config) *string { return &c.Berth.Network.NetworkDir },
-	"stream-address":   func(c *Config) *string { return &c.Berth.API.StreamAddress },
-	"stream-port":      func(c *Config) *string { return &c.Berth.API.StreamPort },
-}
-
-var sliceFlags = map[string]func(*Config) *[]string{
-	"plugin-dirs":        func(c *Config) *[]string { return &c.Berth.Network.PluginDirs },
-	"insecure-registry":  func(c *Config) *[]string { return &c.Berth.Image.InsecureRegistries },
-	"storage-opt":        func(c *Config) *[]string { return &c.Berth.StorageOptions },
-	"pinned-images":      func(c *Config) *[]string { return &c.Berth.Image.PinnedImages },
-	"default-sysctls":    func(c *Config) *[]string { return &c.Berth.Runtime.DefaultSysctls },
-	"default-capability": func(c *Config) *[]string { return &c.Berth.Runtime.DefaultCaps },
-}
-
-// BindFlags registers the config flags on fs.
+// BindFlags registers the config flags on fs. Each flag's help names the
+// key it overrides and shows the built-in default of that key.
 func BindFlags(fs *pflag.FlagSet) *Flags {
-	f := &Flags{fs: fs, str: map[string]*string{}, sl: map[string]*[]string{}}
+	f := &Flags{fs: fs, values: map[string]any{}}
 	fs.StringVarP(&f.ConfigFile, "config", "c", DefaultConfigFile, "main config file")
 	fs.StringVar(&f.DropInDir, "config-dir", DefaultConfigFile+".d", "drop-in directory merged over the main file in lexical order")
-	for name := range stringFlags {
-		f.str[name] = fs.String(name, "", "overrides the config key of the same meaning")
+	def := Default()
+	for _, fk := range flagKeys {
+		v, sf, ok := fieldByKey(def, fk.key)
+		if !ok {
+			panic(fmt.Sprintf("flag --%s overrides unknown key %s", fk.name, fk.key))
+		}
+		usage := fmt.Sprintf("%s [%s]", describe(sf), fk.key)
+		switch d := v.Interface().(type) {
+		case string:
+			f.values[fk.name] = fs.String(fk.name, d, usage)
+		case []string:
+			f.values[fk.name] = fs.StringSlice(fk.name, d, usage)
+		case Duration:
+			f.values[fk.name] = fs.Duration(fk.name, d.Duration, usage)
+		case bool:
+			f.values[fk.name] = fs.Bool(fk.name, d, usage)
+		case int:
+			f.values[fk.name] = fs.Int(fk.name, d, usage)
+		default:
+			panic(fmt.Sprintf("flag --%s: no flag type for %s (%T)", fk.name, fk.key, d))
+		}
 	}
-	for name := range sliceFlags {
-		f.sl[name] = fs.StringSlice(name, nil, "overrides the config key of the same meaning")
-	}
-	fs.DurationVar(&f.progress, "pull-progress-timeout", 0, "overrides berth.image.pull_progress_timeout")
-	fs.BoolVar(&f.metrics, "enable-metrics", false, "overrides berth.metrics.enable_metrics")
-	fs.IntVar(&f.port, "metrics-port", 0, "overrides berth.metrics.metrics_port")
 	return f
 }
 
@@ -77,24 +91,21 @@ func (f *Flags) Loader() Loader {
 	}
 }
 
-func (f *Flags) apply(c *Config) {
-	for name, field := range stringFlags {
-		if f.fs.Changed(name) {
-			*field(c) = *f.str[name]
+// apply sets the keys of the flags given on the command line and returns
+// them with their flags.
+func (f *Flags) apply(c *Config) map[string]string {
+	set := map[string]string{}
+	for _, fk := range flagKeys {
+		if !f.fs.Changed(fk.name) {
+			continue
 		}
-	}
-	for name, field := range sliceFlags {
-		if f.fs.Changed(name) {
-			*field(c) = *f.sl[name]
+		field, _, _ := fieldByKey(c, fk.key)
+		val := reflect.ValueOf(f.values[fk.name]).Elem()
+		if d, ok := val.Interface().(time.Duration); ok {
+			val = reflect.ValueOf(Duration{d})
 		}
+		field.Set(val)
+		set[fk.key] = "--" + fk.name
 	}
-	if f.fs.Changed("pull-progress-timeout") {
-		c.Berth.Image.PullProgressTimeout = Duration{f.progress}
-	}
-	if f.fs.Changed("enable-metrics") {
-		c.Berth.Metrics.Enable = f.metrics
-	}
-	if f.fs.Changed("metrics-port") {
-		c.Berth.Metrics.Port = f.port
-	}
+	return set
 }

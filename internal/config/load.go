@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,70 +25,167 @@ type Loader struct {
 	DropInDir string
 	// FileRequired makes a missing File an error (it was named explicitly).
 	FileRequired bool
-	// Overrides applies command-line flags last; may be nil.
-	Overrides func(*Config)
+	// Overrides applies command-line flags last and returns the keys it
+	// set, each with the flag that set it; may be nil.
+	Overrides func(*Config) map[string]string
+}
+
+// Origin says where a key's value came from.
+type Origin struct {
+	// File and Line locate the last file setting that set the key.
+	File string
+	Line int
+	// Flag is the command-line flag that overrode the files ("--root").
+	Flag string
+	// Shadowed is, for a key set by a flag, the value the files and
+	// defaults gave it, which the flag replaced.
+	Shadowed string
+}
+
+func (o Origin) String() string {
+	switch {
+	case o.Flag != "":
+		return "flag " + o.Flag
+	case o.File != "" && o.Line > 0:
+		return fmt.Sprintf("%s:%d", o.File, o.Line)
+	case o.File != "":
+		return o.File
+	}
+	return "default"
+}
+
+// originOf is where key was set, else where its closest enclosing table
+// was (a handler table that lacks runtime_path).
+func originOf(origins map[string]Origin, key string) Origin {
+	for k := key; k != ""; {
+		if o, ok := origins[k]; ok {
+			return o
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return Origin{}
+}
+
+// Problem is one thing wrong with the configuration.
+type Problem struct {
+	Origin
+	// Key is the key at fault, "" for a file that cannot be read.
+	Key    string
+	Reason string
+}
+
+func (p Problem) String() string {
+	if p.Key == "" {
+		return p.Origin.String() + ": " + p.Reason
+	}
+	return p.Origin.String() + ": " + p.Key + ": " + p.Reason
+}
+
+// LoadError lists every problem found in the files and flags, so that
+// one run of berthd (or `berthd config`) shows all of them.
+type LoadError struct{ Problems []Problem }
+
+func (e *LoadError) Error() string {
+	if len(e.Problems) == 1 {
+		return "invalid config: " + e.Problems[0].String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid config, %d problems:", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  " + p.String())
+	}
+	return b.String()
 }
 
 // Load builds a validated snapshot: defaults, then the file, then each
-// drop-in, then the overrides. Unknown keys are errors naming file and key.
+// drop-in, then the overrides. Unknown keys and bad values are reported
+// together in a *LoadError naming file, line and key.
 func (l Loader) Load() (*Config, error) {
+	c, _, err := l.LoadWithOrigins()
+	return c, err
+}
+
+// LoadWithOrigins is Load that also says where each key set by a file or
+// a flag came from.
+func (l Loader) LoadWithOrigins() (*Config, map[string]Origin, error) {
 	c := Default()
-	origin := map[string]string{} // key -> last file that set it
+	origins := map[string]Origin{}
+	var problems []Problem
+	var files []string
 	if l.File != "" {
-		if err := decodeFile(c, l.File, origin); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) || l.FileRequired {
-				return nil, err
-			}
+		if _, err := os.Stat(l.File); err == nil || !errors.Is(err, fs.ErrNotExist) || l.FileRequired {
+			files = append(files, l.File)
 		}
 	}
 	if l.DropInDir != "" && dirExists(l.DropInDir) {
-		files, err := filepath.Glob(filepath.Join(l.DropInDir, "*.toml"))
+		dropIns, err := filepath.Glob(filepath.Join(l.DropInDir, "*.toml"))
 		if err != nil {
-			return nil, fmt.Errorf("list drop-ins in %s: %w", l.DropInDir, err)
+			return nil, nil, fmt.Errorf("list drop-ins in %s: %w", l.DropInDir, err)
 		}
-		sort.Strings(files)
-		for _, f := range files {
-			if err := decodeFile(c, f, origin); err != nil {
-				return nil, err
-			}
-		}
+		sort.Strings(dropIns)
+		files = append(files, dropIns...)
+	}
+	for _, f := range files {
+		problems = append(problems, decodeFile(c, f, origins)...)
 	}
 	if l.Overrides != nil {
-		l.Overrides(c)
+		before := map[string]string{}
+		leaves("berth", reflect.ValueOf(c.Berth), before)
+		for key, flag := range l.Overrides(c) {
+			origins[key] = Origin{Flag: flag, Shadowed: before[key]}
+		}
 	}
 	normalize(reflect.ValueOf(c).Elem())
-	if err := c.Validate(); err != nil {
-		var fe *FieldError
-		if errors.As(err, &fe) {
-			if f, ok := origin[fe.Key]; ok {
-				return nil, fmt.Errorf("config %s: %w", f, err)
-			}
-		}
-		return nil, fmt.Errorf("invalid config: %w", err)
+	for _, fe := range FieldErrors(c.Validate()) {
+		problems = append(problems, Problem{Origin: originOf(origins, fe.Key), Key: fe.Key, Reason: fe.Reason.Error()})
 	}
-	return c, nil
+	if len(problems) > 0 {
+		return nil, nil, &LoadError{Problems: problems}
+	}
+	return c, origins, nil
 }
 
-func decodeFile(c *Config, path string, origin map[string]string) error {
+// decodeFile merges one TOML file into c, recording where each key it
+// sets is, and returns what is wrong with it.
+func decodeFile(c *Config, path string, origins map[string]Origin) []Problem {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read config %s: %w", path, err)
+		return []Problem{{Origin: Origin{File: path}, Reason: err.Error()}}
 	}
+	lines := keyLines(string(data))
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return []Problem{{Origin: Origin{File: path, Line: pe.Position.Line}, Key: pe.LastKey, Reason: pe.Message}}
 		}
-		return fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
+		return []Problem{{Origin: Origin{File: path}, Reason: strings.TrimPrefix(err.Error(), "toml: ")}}
+	}
+	var problems []Problem
+	undecoded := map[string]bool{}
+	for _, k := range md.Undecoded() {
+		undecoded[k.String()] = true
+	}
+	for _, k := range md.Undecoded() {
+		if len(k) > 1 && undecoded[k[:len(k)-1].String()] {
+			continue // inside an unknown table: the table is reported
+		}
+		p := Problem{Origin: Origin{File: path, Line: lineOf(lines, k)}, Key: k.String(), Reason: "unknown key"}
+		if advice, ok := retired[k.String()]; ok {
+			p.Reason = advice
+		} else if s := suggest(k); s != "" {
+			p.Reason = fmt.Sprintf("unknown key (did you mean %s?)", s)
+		}
+		problems = append(problems, p)
 	}
 	for _, k := range md.Keys() {
-		origin[k.String()] = path
+		origins[k.String()] = Origin{File: path, Line: lineOf(lines, k)}
 	}
-	return nil
+	return problems
 }
 
 // normalize turns nil lists into empty ones, so a key left out and a key
@@ -138,7 +236,7 @@ func writeTable(buf *bytes.Buffer, name string, v reflect.Value) error {
 		if err != nil {
 			return fmt.Errorf("print %s.%s: %w", name, key, err)
 		}
-		fmt.Fprintf(buf, "\n# %s\n%s", f.Tag.Get("comment"), line)
+		fmt.Fprintf(buf, "\n# %s\n%s", describe(f), line)
 	}
 	for _, i := range subs {
 		f := t.Field(i)
@@ -163,6 +261,32 @@ func writeTable(buf *bytes.Buffer, name string, v reflect.Value) error {
 		}
 	}
 	return nil
+}
+
+// MarshalJSON writes c under its TOML key names, as the files and
+// `berthd config` spell them: {"berth": {"runtime": {"ctr_stop_timeout": 30}}}.
+func (c Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]any{"berth": tree(reflect.ValueOf(c.Berth))})
+}
+
+// tree turns a table into nested maps keyed by TOML names; values that
+// are not tables stay as they are (Duration marshals as text).
+func tree(v reflect.Value) any {
+	switch {
+	case isTable(v.Type()):
+		m := map[string]any{}
+		for i := range v.NumField() {
+			m[v.Type().Field(i).Tag.Get("toml")] = tree(v.Field(i))
+		}
+		return m
+	case v.Kind() == reflect.Map:
+		m := map[string]any{}
+		for _, k := range v.MapKeys() {
+			m[k.String()] = tree(v.MapIndex(k))
+		}
+		return m
+	}
+	return v.Interface()
 }
 
 // encodeKey lets the TOML encoder quote one value; an empty list is kept

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/runtime"
 )
 
@@ -114,12 +115,17 @@ func (m *Manager) drive(ctx context.Context, c *container, op *stopOp, timeout i
 
 // awaitExit waits for the exit of a killed container. If its process is
 // gone and no exit is reported, conmon is checked: a dead conmon writes
-// no exit file, and the container must not stay "running" forever.
+// no exit file, and the container must not stay "running" forever. A
+// container still there ctr_stop_timeout seconds after SIGKILL (stuck in
+// the kernel, or frozen) fails the stop, as in CRI-O: the kubelet retries.
 func (m *Manager) awaitExit(ctx context.Context, c *container) error {
 	init := c.snapshot().Init
 	gone := make(chan struct{})
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	limit := m.cfg().Berth.Runtime.StopTimeout
+	tooLong := time.NewTimer(time.Duration(limit) * time.Second)
+	defer tooLong.Stop()
 	go func() {
 		if init.WaitExit(wctx) == nil {
 			close(gone)
@@ -132,6 +138,8 @@ func (m *Manager) awaitExit(ctx context.Context, c *container) error {
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("stop container %s: %w", c.meta.ID, ctx.Err())
+		case <-tooLong.C:
+			return fmt.Errorf("stop container %s: still running %ds after SIGKILL (ctr_stop_timeout): %w", c.meta.ID, limit, errdefs.ErrDeadlineExceeded)
 		case <-gone:
 			gone = nil
 			grace = time.After(exitGrace)

@@ -37,9 +37,14 @@ var Version = "0.1.0-dev"
 type daemon struct {
 	loader config.Loader
 	cfg    atomic.Pointer[config.Config]
-	level  *slog.LevelVar
-	log    *slog.Logger
-	images *image.Service
+	// origins says which keys of the current snapshot command-line flags
+	// set, and the files' values they hide; a reload compares them.
+	origins map[string]config.Origin
+	// systemd is told when berthd serves and when it stops.
+	systemd notifier
+	level   *slog.LevelVar
+	log     *slog.Logger
+	images  *image.Service
 	// monitor is the runtime layer's conmon driver and events the
 	// lifecycle event bus, both shared by the pod and container managers.
 	monitor *runtime.Monitor
@@ -74,11 +79,12 @@ func (d *daemon) allowedAnnotations(name string) []string {
 
 // Run starts berthd and blocks until ctx is done or SIGTERM/SIGINT.
 func Run(ctx context.Context, loader config.Loader) error {
-	cfg, err := loader.Load()
+	d := &daemon{loader: loader, level: new(slog.LevelVar), systemd: takeNotifySocket()}
+	cfg, origins, err := loader.LoadWithOrigins()
 	if err != nil {
 		return err
 	}
-	d := &daemon{loader: loader, level: new(slog.LevelVar)}
+	d.origins = origins
 	d.cfg.Store(cfg)
 	lvl, _ := config.ParseLogLevel(cfg.Berth.Runtime.LogLevel) // validated by Load
 	d.level.Set(lvl)
@@ -233,6 +239,11 @@ func Run(ctx context.Context, loader config.Loader) error {
 	served := make(chan error, 1)
 	go func() { served <- d.server.Serve() }()
 	d.log.Info("berthd serving", "socket", cfg.Berth.API.Listen, "version", Version)
+	// Only now is the CRI socket answering: a Type=notify unit orders the
+	// kubelet after this.
+	if err := d.systemd.notify("READY=1\nSTATUS=serving " + cfg.Berth.API.Listen); err != nil {
+		d.log.Warn("tell systemd berthd is ready", "error", err)
+	}
 
 	for {
 		select {
@@ -252,6 +263,9 @@ func Run(ctx context.Context, loader config.Loader) error {
 
 func (d *daemon) shutdown(served <-chan error, why string) error {
 	d.log.Info("stopping", "reason", why)
+	if err := d.systemd.notify("STOPPING=1"); err != nil {
+		d.log.Warn("tell systemd berthd is stopping", "error", err)
+	}
 	d.server.Stop(30 * time.Second)
 	err := <-served
 	d.cleanStop = err == nil
@@ -259,24 +273,52 @@ func (d *daemon) shutdown(served <-chan error, why string) error {
 }
 
 // reload builds a new snapshot and applies its reloadable keys; an invalid
-// config leaves the running one in place.
+// config leaves the running one in place. What it did is logged after the
+// new log level is in force, key by key: applied, needing a restart,
+// refused, or hidden by a command-line flag.
 func (d *daemon) reload() {
-	next, err := d.loader.Load()
+	next, origins, err := d.loader.LoadWithOrigins()
 	if err != nil {
 		d.log.Error("reload: keeping the current config", "error", err)
 		return
 	}
-	merged, applied, ignored := config.Merge(d.current(), next)
-	for _, c := range applied {
-		d.log.Info("reload: applied", "key", c.Key, "old", c.Old, "new", c.New)
-	}
-	for _, c := range ignored {
-		d.log.Warn("reload: needs a restart to take effect", "key", c.Key, "old", c.Old, "new", c.New)
-	}
-	lvl, _ := config.ParseLogLevel(merged.Berth.Runtime.LogLevel)
-	d.level.Set(lvl)
-	d.cfg.Store(merged)
+	r := config.Merge(d.current(), next)
+	oldLevel := d.level.Level()
+	newLevel, _ := config.ParseLogLevel(r.Config.Berth.Runtime.LogLevel) // validated by Merge
+	d.level.Set(newLevel)
+	d.cfg.Store(r.Config)
 	d.images.Reload()
 	_ = d.streams.Reload() // TLS files; errors are logged
-	d.log.Info("reload: done", "applied", len(applied), "ignored", len(ignored))
+	shadowed := config.HiddenByFlags(d.origins, origins)
+	d.origins = origins
+
+	ctx := context.Background()
+	for _, c := range r.Applied {
+		// A level change is logged at the more severe of the two levels
+		// (warn at most), so that it shows under the old and the new one.
+		level := slog.LevelInfo
+		if c.Key == "berth.runtime.log_level" {
+			level = min(max(oldLevel, newLevel, slog.LevelInfo), slog.LevelWarn)
+		}
+		d.log.Log(ctx, level, "reload: applied", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	for _, c := range r.Restart {
+		d.log.Warn("reload: needs a restart to take effect", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	for _, c := range r.Refused {
+		d.log.Warn("reload: refused", "key", c.Key, "old", c.Old, "new", c.New, "reason", c.Reason)
+	}
+	for _, c := range shadowed {
+		d.log.Warn("reload: changed in the config files, but a command-line flag sets it", "key", c.Key, "old", c.Old, "new", c.New, "reason", c.Reason)
+	}
+	d.log.Info("reload: done", "applied", changeKeys(r.Applied), "needs_restart", changeKeys(r.Restart),
+		"refused", changeKeys(r.Refused), "set_by_flag", changeKeys(shadowed))
+}
+
+func changeKeys(cs []config.Change) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Key
+	}
+	return out
 }

@@ -33,14 +33,14 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 		return fmt.Errorf("remove image: %w", err)
 	}
 	img := m.image
-	patterns := cfg.Berth.Image.PinnedImages
+	patterns := cfg.Berth.Image.Pins()
 	tags, digests := repoNames(img)
 
 	if tagged, ok := m.name.(reference.NamedTagged); ok && !isDigested(m.name) {
 		tag := tagged.String()
 		if others := slices.DeleteFunc(slices.Clone(img.Names), func(n string) bool { return sameName(n, tag) }); len(others) > 0 {
 			if matchesPin(patterns, []string{tag}) {
-				return fmt.Errorf("remove image %s: tag %s is pinned by pinned_images: %w", nameOrID, tag, errdefs.ErrFailedPrecondition)
+				return fmt.Errorf("remove image %s: tag %s is pinned by pinned_images or pause_image: %w", nameOrID, tag, errdefs.ErrFailedPrecondition)
 			}
 			if err := store.RemoveNames(img.ID, []string{tag}); err != nil {
 				return wrapStorageErr(fmt.Sprintf("untag image %s (%s)", img.ID, tag), err)
@@ -55,7 +55,7 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 		what += " (" + img.ID + ")"
 	}
 	if pinned(patterns, img.ID, tags, digests) {
-		return fmt.Errorf("%s: the image is pinned by pinned_images: %w", what, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("%s: the image is pinned by pinned_images or pause_image: %w", what, errdefs.ErrFailedPrecondition)
 	}
 	if _, err := store.DeleteImage(img.ID, true); err != nil {
 		if errors.Is(err, storage.ErrImageUsedByContainer) {

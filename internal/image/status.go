@@ -172,7 +172,7 @@ func (s *Service) describe(ctx context.Context, store storage.Store, sys *types.
 	}
 	info.Config = *oci
 	info.UID, info.Username = userOf(oci.Config.User)
-	info.Pinned = pinned(s.config().Berth.Image.PinnedImages, img.ID, info.RepoTags, info.RepoDigests)
+	info.Pinned = pinned(s.config().Berth.Image.Pins(), img.ID, info.RepoTags, info.RepoDigests)
 	return info, nil
 }
 

@@ -243,8 +243,18 @@ func TestCLIRuntimeAndErrors(t *testing.T) {
 	}
 
 	unit := cli(t, d, "generate", "systemd", "--berthd", "/usr/bin/berthd")
-	if !strings.Contains(unit, "ExecStart=/usr/bin/berthd --config "+d.ConfigFile+" $BERTH_OPTIONS\n") {
+	if !strings.Contains(unit, "ExecStart=/usr/bin/berthd --config "+d.ConfigFile+" $BERTH_OPTIONS\n") || !strings.Contains(unit, "\nType=notify\n") {
 		t.Errorf("systemd unit:\n%s", unit)
+	}
+	// systemd's own parser accepts every line of the unit.
+	if analyze, err := exec.LookPath("systemd-analyze"); err == nil {
+		file := filepath.Join(t.TempDir(), "berth.service")
+		if err := os.WriteFile(file, []byte(cli(t, d, "generate", "systemd", "--berthd", filepath.Join(binDir, "berthd"))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(analyze, "verify", file).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("systemd-analyze verify: %v:\n%s", err, out)
+		}
 	}
 	if out := cli(t, d, "completion", "bash"); !strings.Contains(out, "__start_berth") {
 		t.Errorf("bash completion:\n%.200s", out)

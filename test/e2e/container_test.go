@@ -33,13 +33,19 @@ type ctrEnv struct {
 
 func startCtrEnv(t *testing.T) *ctrEnv {
 	t.Helper()
+	return startCtrEnvWith(t, testutil.DaemonOptions{BinDir: binDir})
+}
+
+// startCtrEnvWith is startCtrEnv with berthd started from opts.
+func startCtrEnvWith(t *testing.T, opts testutil.DaemonOptions) *ctrEnv {
+	t.Helper()
 	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	reg.Push(t, "ctr/busybox:1", testutil.BusyboxImage(t, testutil.ImageSpec{}))
 	reg.Push(t, "ctr/app:1", testutil.BusyboxImage(t, testutil.ImageSpec{
 		User: "app", WorkingDir: "/srv", Env: []string{"FROM_IMAGE=yes", "OVERRIDE=image"},
 	}))
 	e := &ctrEnv{reg: reg, ref: reg.Ref("ctr/busybox:1"), appRef: reg.Ref("ctr/app:1")}
-	e.d = testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir})
+	e.d = testutil.NewDaemon(t, opts)
 	e.d.WriteRegistriesConf(t, reg.RegistriesConf())
 	e.d.Start(t)
 	tn := newTestNet(t, e.d.Dir)

@@ -53,6 +53,13 @@ func TestImagePinnedAndRemove(t *testing.T) {
 		t.Errorf("tags after untag = %v", tags)
 	}
 	expectCode(t, removeImage(t, d, id), codes.FailedPrecondition, "pinned")
+	// The pause image is pinned too, as in CRI-O.
+	d.WriteDropIn(t, "40-pins.toml", fmt.Sprintf("[berth.image]\npinned_images = []\npause_image = %q\n", reg.Ref("pinned/app:1")))
+	reloadAndWait(t, d)
+	if !imageStatus(t, d, pinnedID, false).Image.Pinned || imageStatus(t, d, id, false).Image.Pinned {
+		t.Error("the pause image is not pinned")
+	}
+	expectCode(t, removeImage(t, d, pinnedID), codes.FailedPrecondition, "pause_image")
 	d.WriteDropIn(t, "40-pins.toml", "[berth.image]\npinned_images = []\n")
 	reloadAndWait(t, d)
 

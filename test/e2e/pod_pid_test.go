@@ -24,11 +24,6 @@ func TestPodSharedPIDHolder(t *testing.T) {
 	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
 	start := time.Now()
 	resp, err := d.Runtime.RunPodSandbox(ctxT(t, 30*time.Second), &runtimeapi.RunPodSandboxRequest{Config: cfg})
-	if err != nil && strings.Contains(err.Error(), "container monitor, which is not available") {
-		// The daemon must hand its monitor to the pod manager
-		// (pod.Manager.SetMonitor) once internal/monitor is wired in.
-		t.Skip("berthd has no container monitor wired into the pod manager yet")
-	}
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v", err)
 	}
