@@ -232,7 +232,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 			return ""
 		},
-		Containers: metrics.Containers(d.containers, d.pods)}); err != nil {
+		Containers: containerInfo{ctrs: d.containers, pods: d.pods}}); err != nil {
 		return err
 	}
 	defer d.info.Close()

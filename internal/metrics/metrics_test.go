@@ -21,11 +21,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
-	"github.com/berth-cri/berth/internal/pod"
 )
 
 // unixClient speaks HTTP over the unix socket at path.
@@ -274,7 +272,8 @@ func TestInfoEndpoints(t *testing.T) {
 	if code, _ = get(t, c, "http://berth/containers/abc"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/containers without a source: %d", code)
 	}
-	s.SetContainers(fakeContainers{"abc": {ID: "abc", Name: "web", Pid: 42, Sandbox: "pod1", IPs: []string{"10.0.0.2"}, LogPath: "/l", Root: "/r"}})
+	s.Close()
+	serve(t, New(), cfg, fakeContainers{"abc": {ID: "abc", Name: "web", Pid: 42, Sandbox: "pod1", IPs: []string{"10.0.0.2"}, LogPath: "/l", Root: "/r"}})
 	code, body = get(t, c, "http://berth/containers/abc")
 	var ci ContainerInfo
 	if err := json.Unmarshal([]byte(body), &ci); err != nil || code != http.StatusOK || ci.Pid != 42 || ci.Sandbox != "pod1" || ci.IPs[0] != "10.0.0.2" {
@@ -354,38 +353,6 @@ func TestSizeBucket(t *testing.T) {
 		if got := SizeBucket(size); got != want {
 			t.Errorf("SizeBucket(%d) = %q, want %q", size, got, want)
 		}
-	}
-}
-
-type fakeStatuser struct{}
-
-func (fakeStatuser) Status(_ context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error) {
-	if id != "abc" {
-		return nil, nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	st := &runtimeapi.ContainerStatus{Id: "abcdef", Metadata: &runtimeapi.ContainerMetadata{Name: "web"},
-		Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageRef: "sha256:1", LogPath: "/logs/web.log", CreatedAt: 7}
-	return st, map[string]string{"info": `{"sandboxID":"pod1","pid":42,"bundle":"/run/b","runtimeSpec":{"root":{"path":"rootfs"}}}`}, nil
-}
-
-type fakePods struct{}
-
-func (fakePods) Get(id string) (*pod.Sandbox, error) {
-	return &pod.Sandbox{ID: id, IPs: []string{"10.0.0.2", "fd00::2"}}, nil
-}
-
-func TestContainersAdapter(t *testing.T) {
-	src := Containers(fakeStatuser{}, fakePods{})
-	ci, err := src.ContainerInfo("abc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ci.ID != "abcdef" || ci.Name != "web" || ci.Pid != 42 || ci.Sandbox != "pod1" || ci.Root != "/run/b/rootfs" ||
-		ci.LogPath != "/logs/web.log" || ci.Image != "busybox" || ci.ImageRef != "sha256:1" || len(ci.IPs) != 2 || ci.CreatedTime != 7 {
-		t.Fatalf("%+v", ci)
-	}
-	if _, err := src.ContainerInfo("nope"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("unknown: %v", err)
 	}
 }
 

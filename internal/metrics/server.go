@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -67,22 +66,19 @@ type ServeOptions struct {
 	// StorageDriver names the storage driver in use; nil, or an empty
 	// answer, reports the configured one.
 	StorageDriver func() string
-	// Containers answers /containers/{id}; nil until SetContainers.
+	// Containers answers /containers/{id}; nil answers 503.
 	Containers ContainerInfoSource
 }
 
 // Server serves the info socket and, when enabled, the metrics endpoint.
 type Server struct {
-	opts       ServeOptions
-	m          *Metrics
-	containers atomic.Pointer[sourceBox]
-	servers    []*http.Server
-	sockets    []string
-	metricsLn  net.Listener
-	wg         sync.WaitGroup
+	opts      ServeOptions
+	m         *Metrics
+	servers   []*http.Server
+	sockets   []string
+	metricsLn net.Listener
+	wg        sync.WaitGroup
 }
-
-type sourceBox struct{ s ContainerInfoSource }
 
 // InfoSocketPath is the info socket next to the CRI socket:
 // /run/berth/berth.sock → /run/berth/berth-info.sock.
@@ -99,9 +95,6 @@ func (m *Metrics) Serve(opts ServeOptions) (*Server, error) {
 		opts.Log = slog.Default()
 	}
 	s := &Server{opts: opts, m: m}
-	if opts.Containers != nil {
-		s.SetContainers(opts.Containers)
-	}
 	cfg := opts.Config().Berth
 	info, err := listenUnix(InfoSocketPath(cfg.API.Listen))
 	if err != nil {
@@ -127,9 +120,6 @@ func (m *Metrics) Serve(opts ServeOptions) (*Server, error) {
 	}
 	return s, nil
 }
-
-// SetContainers wires in the source of /containers/{id}.
-func (s *Server) SetContainers(src ContainerInfoSource) { s.containers.Store(&sourceBox{src}) }
 
 // MetricsAddr is the metrics endpoint's address, nil when disabled.
 func (s *Server) MetricsAddr() net.Addr {
@@ -246,12 +236,12 @@ func (s *Server) serveConfig(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serveContainer(w http.ResponseWriter, r *http.Request) {
-	box := s.containers.Load()
-	if box == nil || box.s == nil {
+	src := s.opts.Containers
+	if src == nil {
 		http.Error(w, "containers are not available", http.StatusServiceUnavailable)
 		return
 	}
-	ci, err := box.s.ContainerInfo(r.PathValue("id"))
+	ci, err := src.ContainerInfo(r.PathValue("id"))
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
 		http.Error(w, err.Error(), http.StatusNotFound)

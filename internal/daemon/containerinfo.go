@@ -1,4 +1,4 @@
-package metrics
+package daemon
 
 import (
 	"context"
@@ -8,30 +8,29 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/pod"
 )
 
-// ContainerStatuser is the container manager's verbose status, whose
+// containerStatuser is the container manager's verbose status, whose
 // "info" document carries sandboxID, pid and runtimeSpec.
-type ContainerStatuser interface {
+type containerStatuser interface {
 	Status(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
 }
 
-// PodGetter finds a pod, for its IPs.
-type PodGetter interface {
+// podGetter finds a pod, for its IPs.
+type podGetter interface {
 	Get(idOrPrefix string) (*pod.Sandbox, error)
 }
 
-// Containers answers /containers/{id} from the container manager's
-// verbose status and the pod's IPs.
-func Containers(ctrs ContainerStatuser, pods PodGetter) ContainerInfoSource {
-	return containerInfo{ctrs: ctrs, pods: pods}
+// containerInfo answers the info socket's /containers/{id} from the
+// container manager's verbose status and the pod's IPs.
+type containerInfo struct {
+	ctrs containerStatuser
+	pods podGetter
 }
 
-type containerInfo struct {
-	ctrs ContainerStatuser
-	pods PodGetter
-}
+var _ metrics.ContainerInfoSource = containerInfo{}
 
 // verboseInfo is the part of ContainerStatus's "info" document used here.
 type verboseInfo struct {
@@ -45,7 +44,7 @@ type verboseInfo struct {
 	} `json:"runtimeSpec"`
 }
 
-func (c containerInfo) ContainerInfo(id string) (*ContainerInfo, error) {
+func (c containerInfo) ContainerInfo(id string) (*metrics.ContainerInfo, error) {
 	st, extra, err := c.ctrs.Status(context.Background(), id, true)
 	if err != nil {
 		return nil, err
@@ -60,7 +59,7 @@ func (c containerInfo) ContainerInfo(id string) (*ContainerInfo, error) {
 	if root != "" && !filepath.IsAbs(root) && vi.Bundle != "" {
 		root = filepath.Join(vi.Bundle, root) // relative to the bundle, as OCI says
 	}
-	ci := &ContainerInfo{
+	ci := &metrics.ContainerInfo{
 		ID:          st.GetId(),
 		Name:        st.GetMetadata().GetName(),
 		Pid:         vi.Pid,
