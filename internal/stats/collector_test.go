@@ -431,3 +431,26 @@ func BenchmarkListPodSandboxStats100(b *testing.B) {
 		})
 	}
 }
+
+// lookupPrefix finds the one id in ids equal to, or uniquely prefixed
+// by, idOrPrefix.
+func lookupPrefix[T any](items []T, id func(T) string, idOrPrefix, kind string) (T, error) {
+	var zero, found T
+	n := 0
+	for _, it := range items {
+		switch {
+		case id(it) == idOrPrefix:
+			return it, nil
+		case strings.HasPrefix(id(it), idOrPrefix):
+			found = it
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return zero, fmt.Errorf("%s %q: %w", kind, idOrPrefix, errdefs.ErrNotFound)
+	case 1:
+		return found, nil
+	}
+	return zero, fmt.Errorf("%s id prefix %q is ambiguous: %w", kind, idOrPrefix, errdefs.ErrInvalidArgument)
+}

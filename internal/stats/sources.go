@@ -1,11 +1,7 @@
 package stats
 
 import (
-	"fmt"
-	"strings"
 	"time"
-
-	"github.com/berth-cri/berth/internal/errdefs"
 )
 
 // ContainerTarget is what the collector needs to know about a container.
@@ -65,27 +61,4 @@ type PodSource interface {
 	// StatsPod returns the pod with this id or unique id prefix, or an
 	// error wrapping errdefs.ErrNotFound.
 	StatsPod(idOrPrefix string) (PodTarget, error)
-}
-
-// lookupPrefix finds the one id in ids equal to, or uniquely prefixed
-// by, idOrPrefix.
-func lookupPrefix[T any](items []T, id func(T) string, idOrPrefix, kind string) (T, error) {
-	var zero, found T
-	n := 0
-	for _, it := range items {
-		switch {
-		case id(it) == idOrPrefix:
-			return it, nil
-		case strings.HasPrefix(id(it), idOrPrefix):
-			found = it
-			n++
-		}
-	}
-	switch n {
-	case 0:
-		return zero, fmt.Errorf("%s %q: %w", kind, idOrPrefix, errdefs.ErrNotFound)
-	case 1:
-		return found, nil
-	}
-	return zero, fmt.Errorf("%s id prefix %q is ambiguous: %w", kind, idOrPrefix, errdefs.ErrInvalidArgument)
 }
