@@ -14,6 +14,7 @@ require (
 	github.com/fsnotify/fsnotify v1.8.0
 	github.com/google/go-containerregistry v0.20.6
 	github.com/moby/profiles/seccomp v0.1.0
+	github.com/moby/term v0.5.2
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/opencontainers/runtime-spec v1.2.1

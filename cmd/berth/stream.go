@@ -9,9 +9,11 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	mobyterm "github.com/moby/term"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	restclient "k8s.io/client-go/rest"
@@ -71,7 +73,7 @@ exits with the command's exit code.`,
 				if err != nil {
 					return err
 				}
-				return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return stream(cmd.Context(), resp.Url, t, nil, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
@@ -111,13 +113,21 @@ func (c *client) execSync(cmd *cobra.Command, id string, argv []string, timeout 
 
 func attachCommand(g *globals) *cobra.Command {
 	t := &ttyFlags{}
+	var detachKeys string
+	var keys []byte
 	cmd := &cobra.Command{
 		Use:   "attach [flags] CONTAINER",
 		Short: "Attach to a running container's standard streams",
 		Long: `Attach to a running container's output, and with -i to its input. -t must
-match the container's own tty setting.`,
+match the container's own tty setting.
+
+With -i, typing the detach keys (Ctrl-P Ctrl-Q unless --detach-keys says
+otherwise, as in podman) ends the session and leaves the container running.
+--detach-keys takes comma-separated keys: a character, ctrl-<a-z, @, [, \, ],
+^ or _>, or DEL; "" turns detaching off. Ctrl-C is passed to the container.`,
 		Example: `  berth attach 9c1e
-  berth attach -it web`,
+  berth attach -it web                      # Ctrl-P Ctrl-Q detaches
+  berth attach -it --detach-keys ctrl-x,x web`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client) error {
@@ -131,13 +141,36 @@ match the container's own tty setting.`,
 				if err != nil {
 					return err
 				}
-				return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return stream(cmd.Context(), resp.Url, t, keys, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
 	}
 	t.register(cmd)
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", defaultDetachKeys, "keys that detach from the container, leaving it running (\"\" for none)")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		var err error
+		if keys, err = parseDetachKeys(detachKeys); err != nil {
+			return err
+		}
+		return nil
+	}
 	return cmd
+}
+
+// defaultDetachKeys are podman's and docker's: Ctrl-P Ctrl-Q.
+const defaultDetachKeys = "ctrl-p,ctrl-q"
+
+// parseDetachKeys reads --detach-keys; "" is no keys.
+func parseDetachKeys(keys string) ([]byte, error) {
+	if keys == "" {
+		return nil, nil
+	}
+	b, err := mobyterm.ToBytes(keys)
+	if err != nil {
+		return nil, fmt.Errorf("--detach-keys %q: %w", keys, err)
+	}
+	return b, nil
 }
 
 // insecureConfig is the client config for a runtime's streaming server.
@@ -146,7 +179,8 @@ func insecureConfig() *restclient.Config {
 }
 
 // stream connects the local standard streams to an exec or attach URL.
-func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, stdout, stderr io.Writer) error {
+// Reading detachKeys from stdin ends the session without error.
+func stream(ctx context.Context, rawURL string, t *ttyFlags, detachKeys []byte, stdin io.Reader, stdout, stderr io.Writer) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
@@ -159,8 +193,17 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 		return fmt.Errorf("streaming to %s: %w", u.Host, err)
 	}
 	opts := remotecommand.StreamOptions{Stdout: stdout, Tty: t.tty}
+	var detach *detachReader
 	if t.stdin {
 		opts.Stdin = stdin
+		if len(detachKeys) > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			detach = &detachReader{r: mobyterm.NewEscapeProxy(stdin, detachKeys), cancel: cancel, done: make(chan struct{})}
+			defer close(detach.done)
+			opts.Stdin = detach
+		}
 	}
 	if !t.tty {
 		opts.Stderr = stderr
@@ -176,6 +219,9 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 		opts.TerminalSizeQueue = sizes
 	}
 	err = ex.StreamWithContext(ctx, opts)
+	if detach != nil && detach.detached.Load() {
+		return nil
+	}
 	var ce exec.CodeExitError
 	if errors.As(err, &ce) {
 		return &exitError{code: ce.Code}
@@ -184,6 +230,30 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 		return fmt.Errorf("stream: %w", err)
 	}
 	return nil
+}
+
+// detachReader passes stdin on until the detach keys are read, then ends
+// the session by cancelling its context. It does not end stdin: that would
+// half-close the container's stdin, which the runtime may pass on.
+type detachReader struct {
+	r        io.Reader // an escape proxy, which fails with EscapeError on the keys
+	cancel   context.CancelFunc
+	done     chan struct{} // closed once the session is over
+	detached atomic.Bool
+}
+
+func (d *detachReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if !errors.As(err, new(mobyterm.EscapeError)) {
+		return n, err
+	}
+	if n > 0 {
+		return n, nil // what came before the keys; the proxy fails again next time
+	}
+	d.detached.Store(true)
+	d.cancel()
+	<-d.done
+	return 0, io.EOF
 }
 
 // sizeQueue reports the terminal's size at start and on every SIGWINCH.
