@@ -40,3 +40,21 @@ func TestDetachReader(t *testing.T) {
 		t.Errorf("passed on %q", s)
 	}
 }
+
+func TestParseForwardPorts(t *testing.T) {
+	ports, err := parseForwardPorts([]string{"8080:80", ":5432", "9000"})
+	if err != nil || len(ports) != 3 || ports[0] != (forwardedPort{8080, 80}) || ports[1] != (forwardedPort{0, 5432}) || ports[2] != (forwardedPort{9000, 9000}) {
+		t.Errorf("ports = %v, %v", ports, err)
+	}
+	for _, bad := range []string{"80:0", "x:80", "1:2:3", "70000"} {
+		if _, err := parseForwardPorts([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if hosts, err := listenHosts([]string{"localhost", "0.0.0.0"}); err != nil || strings.Join(hosts, ",") != "127.0.0.1,::1,0.0.0.0" {
+		t.Errorf("hosts = %v, %v", hosts, err)
+	}
+	if _, err := listenHosts([]string{"example.com"}); err == nil {
+		t.Error("a host name accepted")
+	}
+}

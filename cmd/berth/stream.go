@@ -17,9 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	restclient "k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/client-go/transport/spdy"
 	"k8s.io/client-go/util/exec"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -289,61 +287,4 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 func (q *sizeQueue) stop() {
 	signal.Stop(q.sigs)
 	close(q.done)
-}
-
-func portForwardCommand(g *globals) *cobra.Command {
-	var addresses []string
-	cmd := &cobra.Command{
-		Use:   "port-forward [flags] POD [LOCAL_PORT:]REMOTE_PORT...",
-		Short: "Forward local ports to ports inside a pod",
-		Long: `Listen on local ports and forward each connection to a port in the pod's
-network namespace, until interrupted. LOCAL_PORT 0 or left out picks a port.`,
-		Example: `  berth port-forward 3f2a 8080:80
-  berth port-forward --address 0.0.0.0 web :5432`,
-		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(func(c *client) error {
-				pod, err := c.resolvePod(args[0])
-				if err != nil {
-					return err
-				}
-				resp, err := call(c, "port-forward to "+pod.Id, c.runtime.PortForward, &runtimeapi.PortForwardRequest{PodSandboxId: pod.Id})
-				if err != nil {
-					return err
-				}
-				return forward(cmd.Context(), resp.Url, addresses, args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
-			})
-		},
-		ValidArgsFunction: completePods(g),
-	}
-	cmd.Flags().StringSliceVar(&addresses, "address", []string{"localhost"}, "local addresses to listen on (comma separated)")
-	return cmd
-}
-
-// forward runs a port forwarder until SIGINT or SIGTERM.
-func forward(ctx context.Context, rawURL string, addresses, ports []string, stdout, stderr io.Writer) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
-	}
-	transport, upgrader, err := spdy.RoundTripperFor(insecureConfig())
-	if err != nil {
-		return fmt.Errorf("port-forward transport: %w", err)
-	}
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	stopCh := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		close(stopCh)
-	}()
-	fw, err := portforward.NewOnAddresses(dialer, addresses, ports, stopCh, make(chan struct{}), stdout, stderr)
-	if err != nil {
-		return fmt.Errorf("port-forward: %w", err)
-	}
-	if err := fw.ForwardPorts(); err != nil {
-		return fmt.Errorf("port-forward: %w", err)
-	}
-	return nil
 }

@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +160,74 @@ log_path: shell.log
 	session([]byte{0x10, 0x11}, "third")                              // the shell is still there
 	cliFail(t, d, "--detach-keys", "attach", "-it", "--detach-keys", "ctrl-nope", id)
 	cli(t, d, "rmp", "-f", "-a")
+}
+
+// TestCLIPortForwardKeepsServing (issue 13, item 9): a connection to a
+// port nothing listens on in the pod is reported on that connection, and
+// the forward goes on serving other connections, before and after.
+func TestCLIPortForwardKeepsServing(t *testing.T) {
+	d, _, _ := cliDaemon(t)
+	dir := t.TempDir()
+	id := strings.TrimSpace(cli(t, d, "runp", cliWrite(t, dir, "pod.yaml", cliPodYAML("pf", "habits", filepath.Join(dir, "logs")))))
+	_, info := podStatus(t, d, id)
+	srv := exec.Command("nsenter", "--net="+info.NetNS, "/bin/busybox", "nc", "-ll", "-p", "8080", "-e", "/bin/echo", "hello-pf")
+	if err := srv.Start(); err != nil {
+		t.Skipf("no listener in the pod: %v", err)
+	}
+	defer srv.Process.Kill()
+	good, refused := freePort(t), freePort(t)
+	pf := cliCmd(t, d, "port-forward", id[:12], fmt.Sprintf("%d:8080", good), fmt.Sprintf("%d:9", refused))
+	var out testutil.SyncBuffer
+	pf.Stdout, pf.Stderr = &out, &out
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- pf.Wait() }()
+	defer func() {
+		pf.Process.Signal(os.Interrupt)
+		<-exited
+	}()
+	goodAddr, refusedAddr := fmt.Sprintf("127.0.0.1:%d", good), fmt.Sprintf("127.0.0.1:%d", refused)
+	eventually(t, "the forward to answer", func() bool {
+		got, err := cliDial(goodAddr)
+		return err == nil && strings.Contains(got, "hello-pf")
+	})
+	for i := range 3 {
+		// The refused port: the local connection is closed with nothing read.
+		if got, err := cliDial(refusedAddr); err != nil || got != "" {
+			t.Errorf("connection %d to the refused port: %q, %v", i, got, err)
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("port-forward exited after a refused connection: %v\n%s", err, out.String())
+		default:
+		}
+		if got, err := cliDial(goodAddr); err != nil || !strings.Contains(got, "hello-pf") {
+			t.Errorf("good port after %d refused connections: %q, %v\n%s", i+1, got, err, out.String())
+		}
+	}
+	eventually(t, "the refusals to be reported", func() bool {
+		return strings.Count(out.String(), fmt.Sprintf("for %d -> 9 failed: ", refused)) == 3
+	})
+	if log := out.String(); !strings.Contains(log, "refused") || strings.Contains(log, "E1") || strings.Contains(log, "lost connection") {
+		t.Errorf("port-forward output:\n%s", log)
+	}
+
+	// Concurrent connections stay apart: a slow one is not cut by a failure.
+	slow, err := net.Dial("tcp", goodAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if got, err := cliDial(refusedAddr); err != nil || got != "" {
+		t.Errorf("refused while another connection is open: %q, %v", got, err)
+	}
+	slow.SetDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(slow); (err != nil && !errors.Is(err, io.EOF)) || !bytes.Contains(b, []byte("hello-pf")) {
+		t.Errorf("connection open across another's failure read %q, %v", b, err)
+	}
+	if lines := strings.Split(out.String(), "\n"); !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "Forwarding from 127.0.0.1:") }) {
+		t.Errorf("no Forwarding line:\n%s", out.String())
+	}
 }
