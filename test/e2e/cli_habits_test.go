@@ -227,6 +227,7 @@ func TestCLIPortForwardKeepsServing(t *testing.T) {
 	if b, err := io.ReadAll(slow); (err != nil && !errors.Is(err, io.EOF)) || !bytes.Contains(b, []byte("hello-pf")) {
 		t.Errorf("connection open across another's failure read %q, %v", b, err)
 	}
+	t.Logf("port-forward said:\n%s", out.String())
 	if lines := strings.Split(out.String(), "\n"); !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "Forwarding from 127.0.0.1:") }) {
 		t.Errorf("no Forwarding line:\n%s", out.String())
 	}
