@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -17,138 +15,33 @@ func imagesCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{listImagesCommand(g), inspectiCommand(g), imagefsinfoCommand(g), pullCommand(g), rmiCommand(g)}
 }
 
-func listImagesCommand(g *globals) *cobra.Command {
-	var quiet, digests, noTrunc, pinned bool
-	var out string
-	cmd := &cobra.Command{
-		Use:   "images [REPOSITORY[:TAG]]",
-		Short: "List images",
-		Example: `  berth images
-  berth images --digests busybox
-  berth images -q`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(func(c *client) error {
-				req := &runtimeapi.ListImagesRequest{}
-				if len(args) == 1 {
-					req.Filter = &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: args[0]}}
-				}
-				resp, err := call(c, "list images", c.images.ListImages, req)
-				if err != nil {
-					return err
-				}
-				slices.SortStableFunc(resp.Images, func(a, b *runtimeapi.Image) int {
-					return strings.Compare(firstOr(a.RepoTags, a.Id), firstOr(b.RepoTags, b.Id))
-				})
-				w := cmd.OutOrStdout()
-				return printList(w, quiet, out, resp.Images, resp, func() error {
-					return printImageTable(w, resp.Images, digests, noTrunc, pinned)
-				})
-			})
-		},
-	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print image IDs only")
-	cmd.Flags().BoolVar(&digests, "digests", false, "show digests")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show full IDs and digests")
-	cmd.Flags().BoolVar(&pinned, "pinned", false, "show whether each image is pinned")
-	addOutputFlag(cmd, &out, formatTable, formatJSON, formatYAML)
-	return cmd
-}
-
-func firstOr(s []string, def string) string {
-	if len(s) > 0 {
-		return s[0]
-	}
-	return def
-}
-
-// printImageTable prints one row per repository tag, as crictl does.
-func printImageTable(out io.Writer, images []*runtimeapi.Image, digests, noTrunc, pinned bool) error {
-	w := newTable(out)
-	cols := []string{"IMAGE", "TAG"}
-	if digests {
-		cols = append(cols, "DIGEST")
-	}
-	cols = append(cols, "IMAGE ID", "SIZE")
-	if pinned {
-		cols = append(cols, "PINNED")
-	}
-	fmt.Fprintln(w, strings.Join(cols, "\t"))
-	for _, img := range images {
-		for _, row := range imageRows(img) {
-			fields := []string{row.repo, row.tag}
-			if digests {
-				fields = append(fields, shortID(row.digest, noTrunc))
-			}
-			fields = append(fields, shortID(img.Id, noTrunc), humanSize(img.Size))
-			if pinned {
-				fields = append(fields, fmt.Sprint(img.Pinned))
-			}
-			fmt.Fprintln(w, strings.Join(fields, "\t"))
-		}
-	}
-	return w.Flush()
-}
-
-type imageRow struct{ repo, tag, digest string }
-
-// imageRows splits an image's tags and digests by repository.
-func imageRows(img *runtimeapi.Image) []imageRow {
-	digestOf := map[string]string{}
-	for _, d := range img.RepoDigests {
-		if repo, dig, ok := strings.Cut(d, "@"); ok {
-			digestOf[repo] = dig
-		}
-	}
-	var rows []imageRow
-	seen := map[string]bool{}
-	for _, t := range img.RepoTags {
-		repo, tag := splitTag(t)
-		rows = append(rows, imageRow{repo, tag, digestOf[repo]})
-		seen[repo] = true
-	}
-	for _, d := range img.RepoDigests {
-		if repo, dig, ok := strings.Cut(d, "@"); ok && !seen[repo] {
-			rows = append(rows, imageRow{repo, "<none>", dig})
-			seen[repo] = true
-		}
-	}
-	if len(rows) == 0 {
-		rows = append(rows, imageRow{"<none>", "<none>", ""})
-	}
-	return rows
-}
-
-// splitTag splits "host:port/repo:tag" at the tag's colon.
-func splitTag(ref string) (repo, tag string) {
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		return ref[:i], ref[i+1:]
-	}
-	return ref, "<none>"
-}
-
 func inspectiCommand(g *globals) *cobra.Command {
-	var out string
+	var out outputFormat
 	cmd := &cobra.Command{
 		Use:   "inspecti IMAGE [IMAGE...]",
 		Short: "Show the status of one or more images",
 		Long:  "Show an image's CRI status and the verbose information the runtime reports. IMAGE is a name, an ID or a unique ID prefix.",
 		Example: `  berth inspecti busybox
-  berth inspecti -o yaml 3f57d9401f8d`,
+  berth inspecti -o yaml 3f57d9401f8d
+  berth inspecti -o go-template --template '{{.status.size}}' busybox`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client) error {
-				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (proto.Message, map[string]string, error) {
+				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (statusDoc, error) {
 					img, err := c.resolveImage(ref)
 					if err != nil {
-						return nil, nil, err
+						return nil, err
 					}
 					st, err := call(c, "image status of "+ref, c.images.ImageStatus,
 						&runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: img.Id}, Verbose: true})
-					if err == nil && st.Image == nil {
-						err = &notFoundError{kind: "image", ref: ref}
+					if err != nil {
+						return nil, err
 					}
-					return st.GetImage(), st.GetInfo(), err
+					if st.Image == nil {
+						return nil, &notFoundError{kind: "image", ref: ref}
+					}
+					obj, err := protoObject(st.Image)
+					return newStatusDoc(obj, st.GetInfo()), err
 				})
 			})
 		},
@@ -159,7 +52,7 @@ func inspectiCommand(g *globals) *cobra.Command {
 }
 
 func imagefsinfoCommand(g *globals) *cobra.Command {
-	var out string
+	var out outputFormat
 	cmd := &cobra.Command{
 		Use:     "imagefsinfo",
 		Short:   "Show the usage of the image and container filesystems",
@@ -171,7 +64,7 @@ func imagefsinfoCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if out != formatTable {
+				if !out.table() {
 					return printProto(cmd.OutOrStdout(), out, resp)
 				}
 				w := newTable(cmd.OutOrStdout())

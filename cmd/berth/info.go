@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -10,7 +9,7 @@ import (
 
 // infoCommands are the commands about the runtime itself.
 func infoCommands(g *globals) []*cobra.Command {
-	var versionOut string
+	var versionOut outputFormat
 	version := &cobra.Command{
 		Use:     "version",
 		Short:   "Show the runtime's name and versions",
@@ -22,7 +21,7 @@ func infoCommands(g *globals) []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				if versionOut != formatTable {
+				if !versionOut.table() {
 					return printProto(cmd.OutOrStdout(), versionOut, v)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "Version:           %s\nRuntimeName:       %s\nRuntimeVersion:    %s\nRuntimeApiVersion: %s\n",
@@ -33,7 +32,7 @@ func infoCommands(g *globals) []*cobra.Command {
 	}
 	addOutputFlag(version, &versionOut, formatTable, formatJSON, formatYAML)
 
-	var infoOut string
+	var infoOut outputFormat
 	info := &cobra.Command{
 		Use:   "info",
 		Short: "Show the runtime's status, handlers, features and config",
@@ -48,13 +47,17 @@ reports its effective configuration).`,
 				if err != nil {
 					return err
 				}
-				extra := map[string]json.RawMessage{}
+				obj, err := protoObject(st.Status)
+				if err != nil {
+					return err
+				}
+				doc := newStatusDoc(obj, st.Info)
 				for _, f := range []string{"runtimeHandlers", "features"} {
-					if extra[f], err = protoField(st, f); err != nil {
+					if doc[f], err = protoField(st, f); err != nil {
 						return err
 					}
 				}
-				return printStatusInfo(cmd.OutOrStdout(), infoOut, st.Status, st.Info, extra)
+				return printStatusDocs(cmd.OutOrStdout(), infoOut, []statusDoc{doc})
 			})
 		},
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 // logOptions are the options of logs.
 type logOptions struct {
 	follow, timestamps bool
+	previous, reopen   bool
+	reverse            bool
 	tail               int
 	since              string
 	sinceTime          time.Time
@@ -29,16 +33,26 @@ func logsCommand(g *globals) *cobra.Command {
 		Short: "Print a container's log",
 		Long: `Print a container's log from the CRI log file the runtime writes. With
 --follow it keeps printing as the container writes, across log rotation
-(ReopenContainerLog), until the container exits.`,
+(ReopenContainerLog), until the container exits. --previous prints the log
+of the container's previous attempt (the one the kubelet restarted).
+
+As in crictl, -r is --reopen here; the runtime endpoint is still
+--runtime-endpoint.`,
 		Example: `  berth logs 9c1e
   berth logs -f --tail 20 web
-  berth logs --since 10m --timestamps web
-  berth logs --since 2024-01-02T15:04:05Z web`,
+  berth logs -t --since 10m web
+  berth logs --since 2024-01-02T15:04:05Z web
+  berth logs -p web
+  berth logs --reverse --tail 5 web
+  berth logs -r web`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
 			if o.sinceTime, err = parseSince(o.since, time.Now()); err != nil {
 				return err
+			}
+			if o.reverse && o.follow {
+				return errors.New("--reverse and --follow cannot be used together")
 			}
 			return g.withClient(func(c *client) error {
 				st, err := c.containerStatus(args[0], false)
@@ -50,6 +64,18 @@ func logsCommand(g *globals) *cobra.Command {
 					return fmt.Errorf("container %s has no log file (its pod config sets no log_directory)", args[0])
 				}
 				id := st.GetStatus().GetId()
+				if o.reopen {
+					if _, err := call(c, "reopen the log of "+id, c.runtime.ReopenContainerLog, &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); err != nil {
+						return err
+					}
+				}
+				if o.previous {
+					if path, err = c.previousLogPath(st.GetStatus()); err != nil {
+						return err
+					}
+					// The previous attempt has exited: its log ends here.
+					return readLog(path, o, cmd.OutOrStdout(), cmd.ErrOrStderr(), func() bool { return false })
+				}
 				running := func() bool {
 					s, err := call(c, "container status of "+id, c.runtime.ContainerStatus, &runtimeapi.ContainerStatusRequest{ContainerId: id})
 					return err == nil && s.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING
@@ -63,8 +89,50 @@ func logsCommand(g *globals) *cobra.Command {
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing new output until the container exits")
 	f.IntVar(&o.tail, "tail", -1, "print only the last N lines (-1: all)")
 	f.StringVar(&o.since, "since", "", "print only lines since a time (RFC 3339) or a duration ago (e.g. 5m)")
-	f.BoolVar(&o.timestamps, "timestamps", false, "prefix each line with its timestamp")
+	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "prefix each line with its timestamp")
+	f.BoolVarP(&o.previous, "previous", "p", false, "print the log of the container's previous attempt")
+	f.BoolVar(&o.reverse, "reverse", false, "print the newest lines first (not with --follow)")
+	f.BoolVarP(&o.reopen, "reopen", "r", false, "ask the runtime to reopen the log file first (ReopenContainerLog), as after a rotation")
+	localGlobal(cmd, g.flags, "runtime-endpoint")
 	return cmd
+}
+
+// previousLogPath finds the log of the attempt before a container's: the
+// log path of the same pod's container of that name and attempt, or,
+// once that container is removed, the kubelet's layout beside the
+// current log (<dir>/<attempt>.log), as crictl looks for it.
+func (c *client) previousLogPath(st *runtimeapi.ContainerStatus) (string, error) {
+	md := st.GetMetadata()
+	if md.GetAttempt() == 0 {
+		return "", fmt.Errorf("container %s has no previous attempt (its attempt is 0)", md.GetName())
+	}
+	list, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		return "", err
+	}
+	podID := ""
+	for _, ctr := range list.Containers {
+		if ctr.Id == st.Id {
+			podID = ctr.PodSandboxId
+		}
+	}
+	for _, ctr := range list.Containers {
+		if ctr.PodSandboxId != podID || ctr.GetMetadata().GetName() != md.GetName() || ctr.GetMetadata().GetAttempt() != md.GetAttempt()-1 {
+			continue
+		}
+		prev, err := call(c, "container status of "+ctr.Id, c.runtime.ContainerStatus, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.Id})
+		if err != nil {
+			return "", err
+		}
+		if p := prev.GetStatus().GetLogPath(); p != "" {
+			return p, nil
+		}
+	}
+	path := filepath.Join(filepath.Dir(st.LogPath), fmt.Sprintf("%d%s", md.GetAttempt()-1, filepath.Ext(st.LogPath)))
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no log of attempt %d of container %s: %w", md.GetAttempt()-1, md.GetName(), err)
+	}
+	return path, nil
 }
 
 // parseSince reads --since: an RFC 3339 time or a duration before now.
@@ -205,10 +273,15 @@ func readLog(path string, o *logOptions, stdout, stderr io.Writer, running func(
 	printer := &logPrinter{o: o, stdout: stdout, stderr: stderr}
 	parser := &logParser{}
 	var ring []logEntry
+	keepAll := o.reverse && o.tail < 0
 	emit := func(line string) error {
 		e, whole, err := parser.parse(line)
 		if err != nil || !whole {
 			return nil // a malformed line is skipped, as the kubelet does
+		}
+		if keepAll {
+			ring = append(ring, e)
+			return nil
 		}
 		if o.tail < 0 {
 			printer.print(e)
@@ -224,6 +297,9 @@ func readLog(path string, o *logOptions, stdout, stderr io.Writer, running func(
 	}
 	if _, err := lf.drain(emit); err != nil {
 		return err
+	}
+	if o.reverse {
+		slices.Reverse(ring)
 	}
 	for _, e := range ring {
 		printer.print(e)

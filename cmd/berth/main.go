@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/berth-cri/berth/internal/version"
 )
 
 // defaultEndpoint is berthd's CRI socket.
@@ -59,7 +61,14 @@ another CRI runtime. Short ID prefixes are accepted wherever an ID is.`,
   berth logs -f 3f2a`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Global flags before the command are the root's, as in crictl: in
+		// "berth -r ENDPOINT logs -r CTR" the first -r is the endpoint and
+		// the second logs' --reopen.
+		TraverseChildren: true,
+		// The client's own version; `berth version` asks the runtime.
+		Version: version.Version,
 	}
+	root.SetVersionTemplate("berth version {{.Version}}\n")
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetHelpCommandGroupID("runtime")
 	pf := root.PersistentFlags()
@@ -95,3 +104,21 @@ another CRI runtime. Short ID prefixes are accepted wherever an ID is.`,
 	addImageCopy(root, g)
 	return root
 }
+
+// localGlobal re-declares a global flag on cmd under its long name only,
+// freeing its shorthand for a flag of cmd's own: crictl's logs -r is
+// --reopen while its global -r is --runtime-endpoint. Setting the local
+// flag sets the global one, which then counts as given on the command line.
+func localGlobal(cmd *cobra.Command, global *pflag.FlagSet, name string) {
+	f := global.Lookup(name)
+	set := func(v string) error { return global.Set(name, v) }
+	cmd.Flags().AddFlag(&pflag.Flag{Name: f.Name, Usage: f.Usage, DefValue: f.DefValue, Value: &globalValue{Value: f.Value, set: set}})
+}
+
+// globalValue is a global flag's value set through the global flag set.
+type globalValue struct {
+	pflag.Value
+	set func(string) error
+}
+
+func (v *globalValue) Set(s string) error { return v.set(s) }

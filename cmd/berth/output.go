@@ -3,15 +3,19 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -23,20 +27,39 @@ const truncatedIDLen = 13
 
 // Output formats.
 const (
-	formatTable = "table"
-	formatJSON  = "json"
-	formatYAML  = "yaml"
+	formatTable      = "table"
+	formatJSON       = "json"
+	formatYAML       = "yaml"
+	formatGoTemplate = "go-template"
 )
 
-// addOutputFlag registers -o/--output with the formats a command accepts;
-// the first is the default.
-func addOutputFlag(cmd *cobra.Command, out *string, formats ...string) {
-	cmd.Flags().StringVarP(out, "output", "o", formats[0], "output format, one of: "+strings.Join(formats, "|"))
+// outputFormat is what -o/--output and --template ask for.
+type outputFormat struct {
+	format   string
+	template string
+}
+
+func (o outputFormat) table() bool { return o.format == formatTable }
+
+// addOutputFlag registers -o/--output with the formats a command accepts
+// (the first is the default) plus go-template, and --template for it.
+func addOutputFlag(cmd *cobra.Command, out *outputFormat, formats ...string) {
+	formats = append(formats, formatGoTemplate)
+	cmd.Flags().StringVarP(&out.format, "output", "o", formats[0], "output format, one of: "+strings.Join(formats, "|"))
+	cmd.Flags().StringVar(&out.template, "template", "", "with -o go-template, the Go template to render the JSON output with, e.g. '{{.status.state}}'")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
 	prev := cmd.PreRunE
 	cmd.PreRunE = func(c *cobra.Command, args []string) error {
-		if !slices.Contains(formats, *out) {
-			return fmt.Errorf("unsupported output format %q: want one of %s", *out, strings.Join(formats, ", "))
+		if !slices.Contains(formats, out.format) {
+			return fmt.Errorf("unsupported output format %q: want one of %s", out.format, strings.Join(formats, ", "))
+		}
+		if out.format == formatGoTemplate {
+			if out.template == "" {
+				return errors.New("-o go-template needs --template")
+			}
+			if _, err := parseTemplate(out.template); err != nil {
+				return err
+			}
 		}
 		if prev != nil {
 			return prev(c, args)
@@ -45,10 +68,14 @@ func addOutputFlag(cmd *cobra.Command, out *string, formats ...string) {
 	}
 }
 
-// protoJSON renders a CRI message as crictl does: camelCase field names,
-// unset fields left out, two-space indentation.
+// protoMarshal is crictl's JSON form of CRI messages: camelCase names,
+// enums by name, and every scalar, list and map field present even when
+// zero, so that scripts find exitCode 0 rather than nothing.
+var protoMarshal = protojson.MarshalOptions{EmitDefaultValues: true}
+
+// protoJSON renders a CRI message as crictl does, indented two spaces.
 func protoJSON(m proto.Message) ([]byte, error) {
-	b, err := protojson.Marshal(m)
+	b, err := protoMarshal.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}
@@ -68,78 +95,80 @@ func compact(b []byte) []byte {
 	return buf.Bytes()
 }
 
-// printProto writes a CRI message as JSON or YAML.
-func printProto(w io.Writer, format string, m proto.Message) error {
+// printProto writes a CRI message as JSON, YAML or through a template.
+func printProto(w io.Writer, out outputFormat, m proto.Message) error {
 	b, err := protoJSON(m)
 	if err != nil {
 		return err
 	}
-	return printJSONBytes(w, format, b)
+	return printJSONBytes(w, out, b)
 }
 
-// printJSONBytes writes a JSON document as it is, or converted to YAML.
-func printJSONBytes(w io.Writer, format string, b []byte) error {
-	if format == formatYAML {
+// printJSONBytes writes a JSON document as it is, converted to YAML, or
+// rendered by the --template.
+func printJSONBytes(w io.Writer, out outputFormat, b []byte) error {
+	switch out.format {
+	case formatYAML:
 		y, err := yaml.JSONToYAML(b)
 		if err != nil {
 			return fmt.Errorf("convert to YAML: %w", err)
 		}
 		_, err = w.Write(y)
 		return err
+	case formatGoTemplate:
+		return executeTemplate(w, out.template, b)
 	}
 	_, err := fmt.Fprintf(w, "%s\n", b)
 	return err
 }
 
-// printStatusInfo writes what inspect, inspectp, inspecti and info print:
-// the status object, extra fields, and each verbose info entry decoded when
-// it is JSON.
-func printStatusInfo(w io.Writer, format string, status proto.Message, info map[string]string, extra map[string]json.RawMessage) error {
-	doc := map[string]json.RawMessage{}
-	b, err := protoRaw(status)
+// parseTemplate parses a --template with the functions crictl offers
+// (json, title, lower, upper); a key the data lacks is an error.
+func parseTemplate(text string) (*template.Template, error) {
+	titleCase, lowerCase, upperCase := cases.Title(language.Und, cases.NoLower), cases.Lower(language.Und), cases.Upper(language.Und)
+	funcs := template.FuncMap{
+		// As crictl's: the encoder's trailing newline included.
+		"json": func(v any) (string, error) {
+			var b bytes.Buffer
+			err := json.NewEncoder(&b).Encode(v)
+			return b.String(), err
+		},
+		"title": titleCase.String,
+		"lower": lowerCase.String,
+		"upper": upperCase.String,
+	}
+	t, err := template.New("output").Funcs(funcs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("--template: %w", err)
+	}
+	return t, nil
+}
+
+// executeTemplate renders a template over a JSON document (numbers kept
+// as written) and ends it with a newline.
+func executeTemplate(w io.Writer, text string, doc []byte) error {
+	t, err := parseTemplate(text)
 	if err != nil {
 		return err
 	}
-	doc["status"] = b
-	for k, v := range extra {
-		doc[k] = v
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var data any
+	if err := dec.Decode(&data); err != nil {
+		return fmt.Errorf("decode output for --template: %w", err)
 	}
-	for k, v := range info {
-		if json.Valid([]byte(v)) {
-			doc[k] = json.RawMessage(v)
-			continue
-		}
-		s, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("encode info %s: %w", k, err)
-		}
-		doc[k] = s
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return fmt.Errorf("--template: %w", err)
 	}
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode status: %w", err)
-	}
-	return printJSONBytes(w, format, out)
-}
-
-// printStatuses prints each reference's status as printStatusInfo does,
-// stopping at the first failure: the body of inspect, inspectp, inspecti.
-func printStatuses(w io.Writer, format string, refs []string, status func(ref string) (proto.Message, map[string]string, error)) error {
-	for _, ref := range refs {
-		st, info, err := status(ref)
-		if err != nil {
-			return err
-		}
-		if err := printStatusInfo(w, format, st, info, nil); err != nil {
-			return err
-		}
-	}
-	return nil
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
 }
 
 // protoRaw is a message's compact JSON.
 func protoRaw(m proto.Message) (json.RawMessage, error) {
-	b, err := protojson.Marshal(m)
+	b, err := protoMarshal.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}
@@ -229,15 +258,15 @@ func parseLabels(sel []string) (map[string]string, error) {
 
 // printList writes what ps, pods and images list: IDs only with -q, the
 // whole response as JSON or YAML, or else the table.
-func printList[T identified](w io.Writer, quiet bool, format string, items []T, resp proto.Message, table func() error) error {
+func printList[T identified](w io.Writer, quiet bool, out outputFormat, items []T, resp proto.Message, table func() error) error {
 	switch {
 	case quiet:
 		for _, id := range ids(items) {
 			fmt.Fprintln(w, id)
 		}
 		return nil
-	case format != formatTable:
-		return printProto(w, format, resp)
+	case !out.table():
+		return printProto(w, out, resp)
 	}
 	return table()
 }

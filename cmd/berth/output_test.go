@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -101,18 +100,18 @@ func TestContainerTable(t *testing.T) {
 		Metadata:     &runtimeapi.ContainerMetadata{Name: "side"},
 		Image:        &runtimeapi.ImageSpec{Image: "docker.io/library/busybox:latest"},
 		State:        runtimeapi.ContainerState_CONTAINER_RUNNING,
-		Labels:       map[string]string{"io.kubernetes.pod.name": "from-label"},
+		Labels:       map[string]string{"io.kubernetes.pod.name": "from-label", "io.kubernetes.pod.namespace": "ns-label"},
 		CreatedAt:    testNow.Add(-time.Second).UnixNano(),
 	}}
 	var buf bytes.Buffer
-	if err := printContainerTable(&buf, ctrs, map[string]string{"0123456789abcdef": "web"}, false, testNow); err != nil {
+	if err := printContainerTable(&buf, ctrs, map[string]*runtimeapi.PodSandboxMetadata{"0123456789abcdef": {Name: "web", Namespace: "default"}}, false, testNow); err != nil {
 		t.Fatal(err)
 	}
 	rows := columns(t, buf.String())
 	want := [][]string{
-		{"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"},
-		{"c0ffee0123456", "abababababab" + "a", "About a minute ago", "Exited", "app", "2", "0123456789abc", "web"},
-		{"beef", "docker.io/library/busybox:latest", "1 second ago", "Running", "side", "0", "unknownpod", "from-label"},
+		{"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD", "NAMESPACE"},
+		{"c0ffee0123456", "abababababab" + "a", "About a minute ago", "Exited", "app", "2", "0123456789abc", "web", "default"},
+		{"beef", "docker.io/library/busybox:latest", "1 second ago", "Running", "side", "0", "unknownpod", "from-label", "ns-label"},
 	}
 	if fmt.Sprint(rows) != fmt.Sprint(want) {
 		t.Errorf("table:\n%s\ngot  %q\nwant %q", buf.String(), rows, want)
@@ -127,7 +126,7 @@ func TestImageRowsAndTable(t *testing.T) {
 		Size:        1234567,
 	}
 	var buf bytes.Buffer
-	if err := printImageTable(&buf, []*runtimeapi.Image{img, {Id: "sha256:99", Size: 10}}, true, false, false); err != nil {
+	if err := printImageTable(&buf, []*runtimeapi.Image{img, {Id: "sha256:99", Size: 10}}, "", &imageListOptions{digests: true}); err != nil {
 		t.Fatal(err)
 	}
 	rows := columns(t, buf.String())
@@ -147,7 +146,7 @@ func TestPrintProtoDecodes(t *testing.T) {
 	resp := &runtimeapi.ListPodSandboxResponse{Items: testPods()}
 	for _, format := range []string{formatJSON, formatYAML} {
 		var buf bytes.Buffer
-		if err := printProto(&buf, format, resp); err != nil {
+		if err := printProto(&buf, outputFormat{format: format}, resp); err != nil {
 			t.Fatal(err)
 		}
 		js := buf.Bytes()
@@ -166,29 +165,9 @@ func TestPrintProtoDecodes(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	_ = printProto(&buf, formatJSON, resp)
+	_ = printProto(&buf, outputFormat{format: formatJSON}, resp)
 	if !strings.Contains(buf.String(), `"createdAt"`) || !strings.Contains(buf.String(), "\n  \"items\"") {
 		t.Errorf("JSON is not crictl-like (camelCase, indented):\n%s", buf.String())
-	}
-}
-
-func TestPrintStatusInfo(t *testing.T) {
-	var buf bytes.Buffer
-	info := map[string]string{"info": `{"pid": 42}`, "note": "plain text"}
-	if err := printStatusInfo(&buf, formatJSON, &runtimeapi.ContainerStatus{Id: "abc"}, info, nil); err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Status json.RawMessage   `json:"status"`
-		Info   struct{ Pid int } `json:"info"`
-		Note   string            `json:"note"`
-	}
-	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
-		t.Fatalf("%v\n%s", err, buf.String())
-	}
-	st := &runtimeapi.ContainerStatus{}
-	if err := protojson.Unmarshal(doc.Status, st); err != nil || st.Id != "abc" || doc.Info.Pid != 42 || doc.Note != "plain text" {
-		t.Errorf("got %+v (%v) from\n%s", doc, err, buf.String())
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -25,8 +24,9 @@ type podListOptions struct {
 	id, name, namespace, state string
 	labels                     []string
 	quiet, noTrunc, latest     bool
+	verbose                    bool
 	last                       int
-	output                     string
+	output                     outputFormat
 }
 
 func podsCommand(g *globals) *cobra.Command {
@@ -38,7 +38,9 @@ func podsCommand(g *globals) *cobra.Command {
 		Example: `  berth pods
   berth pods --namespace kube-system --state ready
   berth pods --label app=web -q
-  berth pods -o yaml`,
+  berth pods -v
+  berth pods -o yaml
+  berth pods -o go-template --template '{{range .items}}{{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(func(c *client) error {
@@ -48,6 +50,9 @@ func podsCommand(g *globals) *cobra.Command {
 				}
 				w := cmd.OutOrStdout()
 				return printList(w, o.quiet, o.output, pods, &runtimeapi.ListPodSandboxResponse{Items: pods}, func() error {
+					if o.verbose {
+						return printPodsVerbose(w, pods, time.Now())
+					}
 					return printPodTable(w, pods, o.noTrunc, time.Now())
 				})
 			})
@@ -60,6 +65,7 @@ func podsCommand(g *globals) *cobra.Command {
 	f.StringVarP(&o.state, "state", "s", "", "only pods in this state: ready or notready")
 	f.StringSliceVar(&o.labels, "label", nil, "only pods with this label, key=value (repeatable)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print pod IDs only")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "print every field of each pod instead of the table")
 	f.BoolVar(&o.noTrunc, "no-trunc", false, "show full IDs")
 	f.BoolVarP(&o.latest, "latest", "l", false, "only the most recently created pod")
 	f.IntVarP(&o.last, "last", "n", 0, "only the n most recently created pods")
@@ -143,20 +149,44 @@ func printPodTable(out io.Writer, pods []*runtimeapi.PodSandbox, noTrunc bool, n
 	return w.Flush()
 }
 
+// printPodsVerbose prints each pod's fields, as crictl pods -v does.
+func printPodsVerbose(w io.Writer, pods []*runtimeapi.PodSandbox, now time.Time) error {
+	for _, p := range pods {
+		md := p.GetMetadata()
+		fmt.Fprintf(w, "ID: %s\nName: %s\nUID: %s\nNamespace: %s\nAttempt: %d\nStatus: %s\nCreated: %s\n",
+			p.Id, md.GetName(), md.GetUid(), md.GetNamespace(), md.GetAttempt(), podState(p.State), ago(p.CreatedAt, now))
+		printMap(w, "Labels", p.Labels)
+		printMap(w, "Annotations", p.Annotations)
+		handler := p.RuntimeHandler
+		if handler == "" {
+			handler = "(default)"
+		}
+		if _, err := fmt.Fprintf(w, "Runtime: %s\n\n", handler); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func inspectpCommand(g *globals) *cobra.Command {
-	var out string
+	var out outputFormat
 	cmd := &cobra.Command{
 		Use:   "inspectp POD [POD...]",
 		Short: "Show the status of one or more pod sandboxes",
 		Long:  "Show a pod's CRI status and the verbose information the runtime reports. POD is an ID, a unique ID prefix or a pod name.",
 		Example: `  berth inspectp 3f2a
-  berth inspectp -o yaml nginx-7d9f`,
+  berth inspectp -o yaml nginx-7d9f
+  berth inspectp -o go-template --template '{{.status.network.ip}}' nginx-7d9f`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client) error {
-				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (proto.Message, map[string]string, error) {
+				return printStatuses(cmd.OutOrStdout(), out, args, func(ref string) (statusDoc, error) {
 					st, err := c.podStatus(ref)
-					return st.GetStatus(), st.GetInfo(), err
+					if err != nil {
+						return nil, err
+					}
+					obj, err := podStatusObject(st.GetStatus())
+					return newStatusDoc(obj, st.GetInfo()), err
 				})
 			})
 		},

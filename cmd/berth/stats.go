@@ -26,7 +26,7 @@ type statsOptions struct {
 	all, watch bool
 	id, pod    string
 	labels     []string
-	output     string
+	output     outputFormat
 	interval   time.Duration
 }
 
@@ -90,7 +90,7 @@ func watchLoop(cmd *cobra.Command, o *statsOptions, print func(map[string]*runti
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	clear := term.IsTerminal(int(os.Stdout.Fd())) && o.output == formatTable
+	clear := term.IsTerminal(int(os.Stdout.Fd())) && o.output.table()
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,7 +111,7 @@ func (c *client) printContainerStats(w io.Writer, filter *runtimeapi.ContainerSt
 	if err != nil {
 		return nil, err
 	}
-	if o.output != formatTable {
+	if !o.output.table() {
 		return nil, printProto(w, o.output, &runtimeapi.ListContainerStatsResponse{Stats: stats})
 	}
 	needRate := false
@@ -234,7 +234,7 @@ func statspCommand(g *globals) *cobra.Command {
 							stats = append(stats, s)
 						}
 					}
-					if o.output != formatTable {
+					if !o.output.table() {
 						return nil, printProto(cmd.OutOrStdout(), o.output, &runtimeapi.ListPodSandboxStatsResponse{Stats: stats})
 					}
 					return printPodStats(cmd.OutOrStdout(), stats, prev)
@@ -270,7 +270,7 @@ func printPodStats(w io.Writer, stats []*runtimeapi.PodSandboxStats, prev map[st
 const eventRow = "%-32s   %-28s   %-13s   %s\n"
 
 func eventsCommand(g *globals) *cobra.Command {
-	var out string
+	var out outputFormat
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Stream container events (GetContainerEvents)",
@@ -289,7 +289,7 @@ func eventsCommand(g *globals) *cobra.Command {
 }
 
 // printEvents prints container events until interrupted or the stream ends.
-func printEvents(cmd *cobra.Command, c *client, out string) error {
+func printEvents(cmd *cobra.Command, c *client, out outputFormat) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st, err := c.runtime.GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
@@ -297,7 +297,7 @@ func printEvents(cmd *cobra.Command, c *client, out string) error {
 		return fmt.Errorf("get container events: %w", err)
 	}
 	w := cmd.OutOrStdout()
-	if out == formatTable {
+	if out.table() {
 		fmt.Fprintf(w, eventRow, "TIME", "EVENT", "CONTAINER", "POD")
 	}
 	for {
@@ -311,11 +311,11 @@ func printEvents(cmd *cobra.Command, c *client, out string) error {
 			}
 			return fmt.Errorf("receive container event: %w", err)
 		}
-		if out != formatTable {
+		if !out.table() {
 			if err := printProto(w, out, ev); err != nil {
 				return err
 			}
-			if out == formatYAML {
+			if out.format == formatYAML {
 				fmt.Fprintln(w, "---")
 			}
 			continue

@@ -10,17 +10,17 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	mobyterm "github.com/moby/term"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	restclient "k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/client-go/transport/spdy"
 	"k8s.io/client-go/util/exec"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -74,7 +74,7 @@ exits with the command's exit code, or 124 when --sync --timeout killed it.`,
 				if err != nil {
 					return err
 				}
-				return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return stream(cmd.Context(), resp.Url, t, nil, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
@@ -141,13 +141,21 @@ const runtimeTimedOut = "command timed out"
 
 func attachCommand(g *globals) *cobra.Command {
 	t := &ttyFlags{}
+	var detachKeys string
+	var keys []byte
 	cmd := &cobra.Command{
 		Use:   "attach [flags] CONTAINER",
 		Short: "Attach to a running container's standard streams",
 		Long: `Attach to a running container's output, and with -i to its input. -t must
-match the container's own tty setting.`,
+match the container's own tty setting.
+
+With -i, typing the detach keys (Ctrl-P Ctrl-Q unless --detach-keys says
+otherwise, as in podman) ends the session and leaves the container running.
+--detach-keys takes comma-separated keys: a character, ctrl-<a-z, @, [, \, ],
+^ or _>, or DEL; "" turns detaching off. Ctrl-C is passed to the container.`,
 		Example: `  berth attach 9c1e
-  berth attach -it web`,
+  berth attach -it web                      # Ctrl-P Ctrl-Q detaches
+  berth attach -it --detach-keys ctrl-x,x web`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client) error {
@@ -161,13 +169,36 @@ match the container's own tty setting.`,
 				if err != nil {
 					return err
 				}
-				return stream(cmd.Context(), resp.Url, t, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return stream(cmd.Context(), resp.Url, t, keys, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 		ValidArgsFunction: completeContainers(g),
 	}
 	t.register(cmd)
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", defaultDetachKeys, "keys that detach from the container, leaving it running (\"\" for none)")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		var err error
+		if keys, err = parseDetachKeys(detachKeys); err != nil {
+			return err
+		}
+		return nil
+	}
 	return cmd
+}
+
+// defaultDetachKeys are podman's and docker's: Ctrl-P Ctrl-Q.
+const defaultDetachKeys = "ctrl-p,ctrl-q"
+
+// parseDetachKeys reads --detach-keys; "" is no keys.
+func parseDetachKeys(keys string) ([]byte, error) {
+	if keys == "" {
+		return nil, nil
+	}
+	b, err := mobyterm.ToBytes(keys)
+	if err != nil {
+		return nil, fmt.Errorf("--detach-keys %q: %w", keys, err)
+	}
+	return b, nil
 }
 
 // insecureConfig is the client config for a runtime's streaming server.
@@ -176,7 +207,8 @@ func insecureConfig() *restclient.Config {
 }
 
 // stream connects the local standard streams to an exec or attach URL.
-func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, stdout, stderr io.Writer) error {
+// Reading detachKeys from stdin ends the session without error.
+func stream(ctx context.Context, rawURL string, t *ttyFlags, detachKeys []byte, stdin io.Reader, stdout, stderr io.Writer) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
@@ -189,8 +221,17 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 		return fmt.Errorf("streaming to %s: %w", u.Host, err)
 	}
 	opts := remotecommand.StreamOptions{Stdout: stdout, Tty: t.tty}
+	var detach *detachReader
 	if t.stdin {
 		opts.Stdin = stdin
+		if len(detachKeys) > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			detach = &detachReader{r: mobyterm.NewEscapeProxy(stdin, detachKeys), cancel: cancel, done: make(chan struct{})}
+			defer close(detach.done)
+			opts.Stdin = detach
+		}
 	}
 	if !t.tty {
 		opts.Stderr = stderr
@@ -206,6 +247,9 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 		opts.TerminalSizeQueue = sizes
 	}
 	err = ex.StreamWithContext(ctx, opts)
+	if detach != nil && detach.detached.Load() {
+		return nil
+	}
 	var ce exec.CodeExitError
 	if errors.As(err, &ce) {
 		return &exitError{code: ce.Code}
@@ -214,6 +258,30 @@ func stream(ctx context.Context, rawURL string, t *ttyFlags, stdin io.Reader, st
 		return fmt.Errorf("stream: %w", err)
 	}
 	return nil
+}
+
+// detachReader passes stdin on until the detach keys are read, then ends
+// the session by cancelling its context. It does not end stdin: that would
+// half-close the container's stdin, which the runtime may pass on.
+type detachReader struct {
+	r        io.Reader // an escape proxy, which fails with EscapeError on the keys
+	cancel   context.CancelFunc
+	done     chan struct{} // closed once the session is over
+	detached atomic.Bool
+}
+
+func (d *detachReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if !errors.As(err, new(mobyterm.EscapeError)) {
+		return n, err
+	}
+	if n > 0 {
+		return n, nil // what came before the keys; the proxy fails again next time
+	}
+	d.detached.Store(true)
+	d.cancel()
+	<-d.done
+	return 0, io.EOF
 }
 
 // sizeQueue reports the terminal's size at start and on every SIGWINCH.
@@ -249,61 +317,4 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 func (q *sizeQueue) stop() {
 	signal.Stop(q.sigs)
 	close(q.done)
-}
-
-func portForwardCommand(g *globals) *cobra.Command {
-	var addresses []string
-	cmd := &cobra.Command{
-		Use:   "port-forward [flags] POD [LOCAL_PORT:]REMOTE_PORT...",
-		Short: "Forward local ports to ports inside a pod",
-		Long: `Listen on local ports and forward each connection to a port in the pod's
-network namespace, until interrupted. LOCAL_PORT 0 or left out picks a port.`,
-		Example: `  berth port-forward 3f2a 8080:80
-  berth port-forward --address 0.0.0.0 web :5432`,
-		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(func(c *client) error {
-				pod, err := c.resolvePod(args[0])
-				if err != nil {
-					return err
-				}
-				resp, err := call(c, "port-forward to "+pod.Id, c.runtime.PortForward, &runtimeapi.PortForwardRequest{PodSandboxId: pod.Id})
-				if err != nil {
-					return err
-				}
-				return forward(cmd.Context(), resp.Url, addresses, args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
-			})
-		},
-		ValidArgsFunction: completePods(g),
-	}
-	cmd.Flags().StringSliceVar(&addresses, "address", []string{"localhost"}, "local addresses to listen on (comma separated)")
-	return cmd
-}
-
-// forward runs a port forwarder until SIGINT or SIGTERM.
-func forward(ctx context.Context, rawURL string, addresses, ports []string, stdout, stderr io.Writer) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return fmt.Errorf("streaming URL %q: %w", rawURL, err)
-	}
-	transport, upgrader, err := spdy.RoundTripperFor(insecureConfig())
-	if err != nil {
-		return fmt.Errorf("port-forward transport: %w", err)
-	}
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	stopCh := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		close(stopCh)
-	}()
-	fw, err := portforward.NewOnAddresses(dialer, addresses, ports, stopCh, make(chan struct{}), stdout, stderr)
-	if err != nil {
-		return fmt.Errorf("port-forward: %w", err)
-	}
-	if err := fw.ForwardPorts(); err != nil {
-		return fmt.Errorf("port-forward: %w", err)
-	}
-	return nil
 }

@@ -27,10 +27,11 @@ import (
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/stream"
+	"github.com/berth-cri/berth/internal/version"
 )
 
-// Version is berth's version, set at build time.
-var Version = "0.1.0-dev"
+// Version is berth's version (see package version, which sets it).
+var Version = version.Version
 
 // daemon holds the live parts; the config snapshot is swapped atomically
 // on SIGHUP and read by every service through current().

@@ -63,9 +63,7 @@ func cliState(t *testing.T, d *testutil.Daemon, ref string) *runtimeapi.Containe
 		t.Fatal(err)
 	}
 	st := &runtimeapi.ContainerStatus{}
-	if err := protojson.Unmarshal(doc.Status, st); err != nil {
-		t.Fatalf("inspect status: %v", err)
-	}
+	cliStatusDecode(t, doc.Status, st)
 	return st
 }
 
@@ -75,12 +73,12 @@ func TestCLIContainers(t *testing.T) {
 	id := cliIDs(t, cli(t, d, "run", ctrFile, podFile))[0]
 	podID := cliIDs(t, cli(t, d, "pods", "-q"))[0]
 	rows := cliTable(t, cli(t, d, "ps"))
-	want := []string{"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"}
+	want := []string{"CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD", "NAMESPACE"}
 	if strings.Join(rows[0], "|") != strings.Join(want, "|") || len(rows) != 2 {
 		t.Fatalf("ps table: %q", rows)
 	}
 	// IMAGE is the name, or (as containerd reports it) the image ID cut short.
-	if r := rows[1]; r[0] != id[:13] || (r[1] != ref && !regexp.MustCompile(`^[0-9a-f]{13}$`).MatchString(r[1])) || r[3] != "Running" || r[4] != "app" || r[5] != "0" || r[6] != podID[:13] || r[7] != "web" {
+	if r := rows[1]; r[0] != id[:13] || (r[1] != ref && !regexp.MustCompile(`^[0-9a-f]{13}$`).MatchString(r[1])) || r[3] != "Running" || r[4] != "app" || r[5] != "0" || r[6] != podID[:13] || r[7] != "web" || r[8] != "cli" {
 		t.Errorf("ps row: %q", r)
 	}
 	if got := cliIDs(t, cli(t, d, "ps", "-q", "--pod", podID[:6], "--name", "^app$")); len(got) != 1 || got[0] != id {

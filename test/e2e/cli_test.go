@@ -144,6 +144,37 @@ func cliDecode(t *testing.T, out string, m proto.Message) {
 	}
 }
 
+// cliStatusDecode reads the status of inspect or inspectp, which prints
+// times as crictl does (RFC 3339), into a CRI message.
+func cliStatusDecode(t *testing.T, raw json.RawMessage, m proto.Message) {
+	t.Helper()
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		t.Fatalf("status is not a JSON object: %v\n%s", err, raw)
+	}
+	for _, k := range []string{"createdAt", "startedAt", "finishedAt"} {
+		s, ok := obj[k].(string)
+		if !ok {
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatalf("status %s %q is not an RFC 3339 time: %v", k, s, err)
+		}
+		obj[k] = "0"
+		if !ts.IsZero() {
+			obj[k] = fmt.Sprint(ts.UnixNano())
+		}
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := protojson.Unmarshal(b, m); err != nil {
+		t.Fatalf("status does not decode into %T: %v\n%s", m, err, raw)
+	}
+}
+
 // cliIDs checks -q output: one full hex ID per line.
 func cliIDs(t *testing.T, out string) []string {
 	t.Helper()
@@ -384,8 +415,9 @@ func TestCLIPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &runtimeapi.PodSandboxStatus{}
-	if err := protojson.Unmarshal(inspected.Status, st); err != nil || st.Id != ids[0] || st.Labels["app"] != "web" {
-		t.Errorf("inspectp: %v %v", st, err)
+	cliStatusDecode(t, inspected.Status, st)
+	if st.Id != ids[0] || st.Labels["app"] != "web" {
+		t.Errorf("inspectp: %v", st)
 	}
 	errOut := cliFail(t, d, `pod "web" is ambiguous`, "inspectp", "web")
 	if !strings.Contains(errOut, ids[0]) || !strings.Contains(errOut, ids[1]) || strings.Contains(errOut, ids[2]) {
