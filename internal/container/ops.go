@@ -67,7 +67,7 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 	p.Args = cmd
 	p.Terminal = false
 	p.ConsoleSize = nil
-	return c.meta.Runtime.ExecSync(ctx, c.meta.ID, p, time.Duration(timeout)*time.Second, MaxExecOutput)
+	return m.oci(c.meta.Runtime).ExecSync(ctx, c.meta.ID, p, time.Duration(timeout)*time.Second, MaxExecOutput)
 }
 
 // Process returns a copy of the container's OCI process, the template of
@@ -131,7 +131,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if st.State != StateRunning && st.State != StateCreated {
 		return fmt.Errorf("container %s is %s: %w", c.meta.ID, st.State, errdefs.ErrFailedPrecondition)
 	}
-	if err := c.meta.Runtime.Update(ctx, c.meta.ID, res); err != nil {
+	if err := m.oci(c.meta.Runtime).Update(ctx, c.meta.ID, res); err != nil {
 		return fmt.Errorf("update resources of %s: %w", c.meta.ID, err)
 	}
 	c.mu.Lock()
