@@ -52,7 +52,7 @@ type fakeRuntime struct {
 	aborted  map[string]bool
 	deleted  map[string]bool
 	// states answers State for ids the fake did not create (loaded records).
-	states map[string]string
+	states map[string]runtime.State
 	// conmons are reported by Conmons besides the live fake ones.
 	conmons map[string]runtime.Proc
 	updates int
@@ -78,7 +78,7 @@ func newFakeRuntime(t *testing.T, runDir string) *fakeRuntime {
 	}
 	f := &fakeRuntime{Monitor: mon, exitDir: exitDir, ctrs: map[string]*fakeCtr{}, fail: map[string]bool{},
 		prepared: map[string]bool{}, aborted: map[string]bool{}, deleted: map[string]bool{},
-		states: map[string]string{}, conmons: map[string]runtime.Proc{}}
+		states: map[string]runtime.State{}, conmons: map[string]runtime.Proc{}}
 	t.Cleanup(func() {
 		f.mu.Lock()
 		ctrs := f.ctrs
@@ -247,7 +247,7 @@ func (f *fakeRuntime) State(_ context.Context, id string) (*runtime.State, error
 	defer f.mu.Unlock()
 	if c == nil {
 		if s, ok := f.states[id]; ok {
-			return &runtime.State{ID: id, Status: s}, nil
+			return &s, nil
 		}
 		return nil, notExist(id)
 	}
@@ -481,9 +481,17 @@ func (e *env) start(rebooted bool) *Manager {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { m.Close() })
+	if e.m == nil {
+		e.t.Cleanup(func() { e.m.Close() })
+	}
 	e.m = m
 	return m
+}
+
+// restart is a berthd restart: a new manager on the same records.
+func (e *env) restart() *Manager {
+	e.m.Close()
+	return e.start(false)
 }
 
 // sandbox is a ready pod on the host's namespaces.

@@ -255,14 +255,14 @@ func TestConmonDied(t *testing.T) {
 	if err := m.Start(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	init := e.diskStatus(id).Init
+	init, fc := e.diskStatus(id).Init, e.rt.ctr(id)
 	e.rt.killConmon(id)
 	// Every status read checks conmon.
 	st := e.status(id)
 	if st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetReason() != ReasonConmonDied || st.GetExitCode() != 137 {
 		t.Fatalf("after conmon died: %v", st)
 	}
-	<-e.rt.ctr(id).exited
+	<-fc.exited
 	if init.Alive() {
 		t.Fatal("the container outlived its conmon")
 	}
