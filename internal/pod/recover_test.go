@@ -49,11 +49,14 @@ func TestRecover(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.m.store.Path(torn), "status.json"), []byte(`{"state": "re`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.m.Close()
-	// The holder dies while no berthd watches.
+	down := e.m
+	down.Close()
+	// The holder dies while no berthd watches: its notice reaches only
+	// the manager that is gone.
 	ho, exited := e.holders.holder(noHolder)
 	_ = ho.Process.Kill()
 	<-exited
+	<-down.exits.C
 	m := e.start()
 
 	rep := m.Recover(context.Background(), false)
