@@ -172,35 +172,77 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	}
 }
 
-func TestStopSignalsThenKills(t *testing.T) {
+// fifos makes named pipes in a temp dir: a shell writing to one waits
+// for the test to read it, so no test depends on timing.
+func fifos(t *testing.T, names ...string) []string {
+	dir := t.TempDir()
+	var out []string
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if err := unix.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func TestStopKillsAtTimeout(t *testing.T) {
 	e := newEnv(t)
 	m := e.start(false)
 	ctx := context.Background()
-	dir := t.TempDir()
-	mark, ready := filepath.Join(dir, "term"), filepath.Join(dir, "ready")
-	if err := unix.Mkfifo(ready, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// The process notes SIGTERM and goes on, so only SIGKILL ends it.
-	id := e.create("stubborn", "sh", "-c", `trap 'echo term > `+mark+`' TERM; echo > `+ready+`; while :; do sleep 0.05; done`)
+	ready := fifos(t, "ready")[0]
+	// SIGTERM stays ignored across the exec: only SIGKILL ends it.
+	id := e.create("stubborn", "sh", "-c", `trap "" TERM; echo > `+ready+`; exec sleep 60`)
 	if err := m.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	// Reading the FIFO waits for the trap to be set.
 	if _, err := os.ReadFile(ready); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Stop(ctx, id, 1); err != nil {
 		t.Fatal(err)
 	}
-	if data, err := os.ReadFile(mark); err != nil || strings.TrimSpace(string(data)) != "term" {
-		t.Fatalf("SIGTERM was not sent first: %q %v", data, err)
-	}
 	if st := e.status(id); st.GetExitCode() != 137 || st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
 		t.Fatalf("not killed: %v", st)
 	}
 	if err := m.Stop(ctx, id, 1); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The stop signal goes first; a second stop with a shorter timeout
+// brings the first one's SIGKILL forward.
+func TestStopSignalsThenKills(t *testing.T) {
+	e := newEnv(t)
+	m := e.start(false)
+	ctx := context.Background()
+	p := fifos(t, "ready", "term")
+	ready, term := p[0], p[1]
+	// The process reports SIGTERM and goes on.
+	id := e.create("stubborn", "sh", "-c", `trap 'echo term > `+term+`' TERM; echo > `+ready+`; while :; do sleep 0.05; done`)
+	if err := m.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile(ready); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- m.Stop(ctx, id, 3600) }()
+	if data, err := os.ReadFile(term); err != nil || strings.TrimSpace(string(data)) != "term" {
+		t.Fatalf("SIGTERM: %q %v", data, err)
+	}
+	if st := e.status(id); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("killed before its timeout: %v", st)
+	}
+	if err := m.Stop(ctx, id, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(id); st.GetExitCode() != 137 || st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Fatalf("not killed: %v", st)
 	}
 }
 
