@@ -176,7 +176,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	if err != nil {
 		return "", err
 	}
-	store, err := m.images.Store()
+	store, err := m.layers()
 	if err != nil {
 		return "", err
 	}
@@ -213,7 +213,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	}
 	u.add(func() {
 		// Runs last: conmon (if it ran runc) is gone by then.
-		if err := rt.Delete(bg, id, true); err != nil {
+		if err := m.oci(rt).Delete(bg, id, true); err != nil {
 			log.Error("undo: runtime delete", "error", err)
 		}
 		if err := conmonCgroup.Remove(time.Second); err != nil {

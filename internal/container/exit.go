@@ -84,7 +84,7 @@ func (m *Manager) finishExit(c *container, code int32, at time.Time, reason, mes
 func (m *Manager) cleanupExited(c *container, st Status) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := c.meta.Runtime.Delete(ctx, c.meta.ID, true); err != nil {
+	if err := m.oci(c.meta.Runtime).Delete(ctx, c.meta.ID, true); err != nil {
 		m.log.Warn("runtime delete of exited container", "id", c.meta.ID, "error", err)
 	}
 	if c.meta.ConmonCgroup != nil {

@@ -43,10 +43,10 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	c.starting = true
 	c.mu.Unlock()
 
-	err = c.meta.Runtime.Start(ctx, c.meta.ID)
+	err = m.oci(c.meta.Runtime).Start(ctx, c.meta.ID)
 	if err != nil {
 		// A start interrupted by the client may still have happened.
-		if st, serr := c.meta.Runtime.State(context.WithoutCancel(ctx), c.meta.ID); serr == nil && (st.Status == "running" || st.Status == "stopped") {
+		if st, serr := m.oci(c.meta.Runtime).State(context.WithoutCancel(ctx), c.meta.ID); serr == nil && (st.Status == "running" || st.Status == "stopped") {
 			err = nil
 		}
 	}
@@ -140,7 +140,7 @@ func (m *Manager) remove(ctx context.Context, c *container, cleaned chan struct{
 		case <-ctx.Done():
 			err = fmt.Errorf("remove container %s: %w", id, ctx.Err())
 		}
-	} else if derr := c.meta.Runtime.Delete(ctx, id, true); derr != nil {
+	} else if derr := m.oci(c.meta.Runtime).Delete(ctx, id, true); derr != nil {
 		err = fmt.Errorf("remove container %s: %w", id, derr)
 	}
 	if lerr := <-layerErr; lerr != nil {
@@ -171,7 +171,7 @@ func (m *Manager) remove(ctx context.Context, c *container, cleaned chan struct{
 // removeLayer unmounts and deletes a storage container; one that is
 // already gone is not an error.
 func (m *Manager) removeLayer(storageID string) error {
-	store, err := m.images.Store()
+	store, err := m.layers()
 	if err != nil {
 		return err
 	}

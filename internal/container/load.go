@@ -177,7 +177,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 func (m *Manager) startedMeanwhile(c *container) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rs, err := c.meta.Runtime.State(ctx, c.meta.ID)
+	rs, err := m.oci(c.meta.Runtime).State(ctx, c.meta.ID)
 	if err != nil || rs.Status != "running" {
 		return false
 	}
@@ -211,7 +211,7 @@ func (m *Manager) rebuild(meta *Meta, conmon runtime.Proc, known bool) (Status, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rs, err := meta.Runtime.State(ctx, meta.ID)
+	rs, err := m.oci(meta.Runtime).State(ctx, meta.ID)
 	if err != nil || (rs.Status != "created" && rs.Status != "running") {
 		return st, false
 	}
@@ -245,7 +245,7 @@ func (m *Manager) discard(id string, meta *Meta, conmon runtime.Proc, removeLog 
 			bundle = meta.Bundle
 		}
 	}
-	if err := rt.Delete(ctx, id, true); err != nil {
+	if err := m.oci(rt).Delete(ctx, id, true); err != nil {
 		log.Warn("discard: runtime delete", "error", err)
 	}
 	if conmon.Alive() {

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containers/storage"
@@ -50,6 +51,52 @@ type Images interface {
 	Store() (storage.Store, error)
 }
 
+// Layers is the part of containers/storage that holds the containers'
+// writable layers.
+type Layers interface {
+	CreateContainer(id string, names []string, image, layer, metadata string, options *storage.ContainerOptions) (*storage.Container, error)
+	Mount(id, mountLabel string) (string, error)
+	Unmount(id string, force bool) (bool, error)
+	DeleteContainer(id string) error
+	Containers() ([]storage.Container, error)
+}
+
+// Conmon is the part of the runtime layer's conmon driver the manager
+// uses (*runtime.Monitor, through monitorConmon).
+type Conmon interface {
+	Prepare(o *runtime.CreateOptions) (Pending, error)
+	Conmons() map[string]runtime.Proc
+	ClearExit(id string)
+	RemoveAttachLink(id string)
+	AttachSocket(id string) string
+	NewOwner() *runtime.Owner
+}
+
+// Pending is a conmon held at its start pipe (*runtime.Pending).
+type Pending interface {
+	Start(ctx context.Context) (*runtime.Created, error)
+	Abort()
+}
+
+// monitorConmon is the real Conmon: Go wants Prepare to return the
+// interface.
+type monitorConmon struct{ *runtime.Monitor }
+
+func (m monitorConmon) Prepare(o *runtime.CreateOptions) (Pending, error) {
+	return m.Monitor.Prepare(o)
+}
+
+// OCIRuntime is the part of an OCI runtime (runtime.OCI) the manager calls.
+type OCIRuntime interface {
+	Start(ctx context.Context, id string) error
+	State(ctx context.Context, id string) (*runtime.State, error)
+	Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error
+	Delete(ctx context.Context, id string, force bool) error
+	Update(ctx context.Context, id string, res *specs.LinuxResources) error
+	ExecSync(ctx context.Context, id string, p *specs.Process, timeout time.Duration, limit int) (*runtime.ExecResult, error)
+	List(ctx context.Context) ([]runtime.State, error)
+}
+
 // Deps are the manager's collaborators.
 type Deps struct {
 	Config func() *config.Config
@@ -59,6 +106,11 @@ type Deps struct {
 	// Events receives their lifecycle events.
 	Monitor *runtime.Monitor
 	Events  *runtime.Events
+	// Conmon, Runtime and Layers replace Monitor, the runtime.OCI of
+	// each container and Images.Store when set (unit tests).
+	Conmon  Conmon
+	Runtime func(runtime.OCI) OCIRuntime
+	Layers  func() (Layers, error)
 	// Host is the node's capabilities; nil probes the running system.
 	Host *spec.Host
 	// AllowedAnnotations lists, per runtime handler, the berth behaviour
@@ -86,7 +138,9 @@ type Manager struct {
 	images  Images
 	host    *spec.Host
 	hier    *cgroups.Hierarchies
-	mon     *runtime.Monitor
+	mon     Conmon
+	oci     func(runtime.OCI) OCIRuntime
+	layers  func() (Layers, error)
 	exits   *runtime.Owner
 	records store.Dir
 	runDir  string
@@ -164,9 +218,18 @@ func New(d Deps) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Conmon == nil {
+		d.Conmon = monitorConmon{d.Monitor}
+	}
+	if d.Runtime == nil {
+		d.Runtime = func(r runtime.OCI) OCIRuntime { return r }
+	}
+	if d.Layers == nil {
+		d.Layers = func() (Layers, error) { return d.Images.Store() }
+	}
 	m := &Manager{
-		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, mon: d.Monitor, exits: d.Monitor.NewOwner(),
-		records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
+		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, mon: d.Conmon, oci: d.Runtime, layers: d.Layers,
+		exits: d.Conmon.NewOwner(), records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
 		allowed: d.AllowedAnnotations, oom: d.OOM, done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},
 	}

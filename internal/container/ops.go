@@ -68,7 +68,7 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 	p.Args = cmd
 	p.Terminal = false
 	p.ConsoleSize = nil
-	return c.meta.Runtime.ExecSync(ctx, c.meta.ID, p, time.Duration(timeout)*time.Second, MaxExecOutput)
+	return m.oci(c.meta.Runtime).ExecSync(ctx, c.meta.ID, p, time.Duration(timeout)*time.Second, MaxExecOutput)
 }
 
 // Process returns a copy of the container's OCI process, the template of
@@ -145,14 +145,14 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 		s.Linux = &specs.Linux{}
 	}
 	before := s.Linux.Resources
-	if err := c.meta.Runtime.Update(ctx, c.meta.ID, res); err != nil {
+	if err := m.oci(c.meta.Runtime).Update(ctx, c.meta.ID, res); err != nil {
 		return fmt.Errorf("update resources of %s: %w", c.meta.ID, err)
 	}
 	s.Linux.Resources = spec.UpdatedResources(before, res)
 	if err := m.recordResources(c, spec.UpdatedCRIResources(st.Resources, r, res), s, specData); err != nil {
 		// Put the cgroup back even if the caller has gone.
 		undo := spec.RestoreResources(before, res)
-		if uerr := c.meta.Runtime.Update(context.WithoutCancel(ctx), c.meta.ID, undo); uerr != nil {
+		if uerr := m.oci(c.meta.Runtime).Update(context.WithoutCancel(ctx), c.meta.ID, undo); uerr != nil {
 			m.log.Error("restore resources after a failed update", "id", c.meta.ID, "error", uerr)
 		}
 		return fmt.Errorf("record the new resources: %w", err)

@@ -161,7 +161,7 @@ func (m *Manager) awaitExit(ctx context.Context, c *container) error {
 func (m *Manager) signal(ctx context.Context, c *container, sig syscall.Signal) {
 	init := c.snapshot().Init
 	if c.meta.HostPID || init.PID <= 0 {
-		if err := c.meta.Runtime.Kill(ctx, c.meta.ID, sig, c.meta.HostPID); err != nil && !errors.Is(err, runtime.ErrNotExist) {
+		if err := m.oci(c.meta.Runtime).Kill(ctx, c.meta.ID, sig, c.meta.HostPID); err != nil && !errors.Is(err, runtime.ErrNotExist) {
 			m.log.Warn("signal container", "id", c.meta.ID, "signal", sig, "error", err)
 		}
 		return

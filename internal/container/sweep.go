@@ -75,7 +75,7 @@ func (m *Manager) Sweep(ctx context.Context, keep func(id string) bool) SweepRep
 	}
 	for _, rt := range runtime.Configured(m.cfg()) {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		list, err := rt.List(lctx)
+		list, err := m.oci(rt).List(lctx)
 		cancel()
 		if err != nil {
 			m.log.Warn("sweep: runtime list", "runtime", rt.Path, "error", err)
@@ -85,7 +85,7 @@ func (m *Manager) Sweep(ctx context.Context, keep func(id string) bool) SweepRep
 			if strings.HasPrefix(s.Bundle, m.runDir+"/") && orphan(s.ID) && !gone[s.ID] {
 				m.log.Info("sweep: runtime container of no record", "id", s.ID, "status", s.Status)
 				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				_ = rt.Delete(dctx, s.ID, true)
+				_ = m.oci(rt).Delete(dctx, s.ID, true)
 				cancel()
 				drop(s.ID)
 				rep.RuntimeStates++
@@ -108,7 +108,7 @@ func (m *Manager) Sweep(ctx context.Context, keep func(id string) bool) SweepRep
 // sweepStorage deletes the writable layers berth made for containers
 // that have no record.
 func (m *Manager) sweepStorage(orphan func(string) bool, gone map[string]bool) int {
-	st, err := m.images.Store()
+	st, err := m.layers()
 	if err != nil {
 		m.log.Warn("sweep: open storage", "error", err)
 		return 0

@@ -201,7 +201,7 @@ func (m *Manager) Unpin(paths Paths) error {
 }
 
 // IsPinned reports whether p is a live namespace mount (an nsfs file).
-func IsPinned(p string) bool {
+func (*Manager) IsPinned(p string) bool {
 	if p == "" {
 		return false
 	}

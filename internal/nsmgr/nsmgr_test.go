@@ -52,7 +52,7 @@ func TestPinApplyUnpin(t *testing.T) {
 	}
 	t.Logf("pin took %v", time.Since(start))
 	for _, path := range []string{p.Net, p.IPC, p.UTS} {
-		if !IsPinned(path) {
+		if !m.IsPinned(path) {
 			t.Fatalf("%s is not a namespace mount", path)
 		}
 	}

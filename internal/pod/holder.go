@@ -33,7 +33,8 @@ type holderRuntime struct {
 	root string // <state_dir>/pause
 	log  *slog.Logger
 	// mon runs holders under conmon; exits receives their exits.
-	mon   *runtime.Monitor
+	mon   Conmon
+	oci   func(runtime.OCI) OCIRuntime
 	exits *runtime.Owner
 
 	rootfsMu sync.Mutex
@@ -161,7 +162,7 @@ func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err
 		return ho, fmt.Errorf("create PID namespace holder: %w", err)
 	}
 	ho.Pid = created.Container.PID
-	if err := rt.Start(ctx, ho.ContainerID); err != nil {
+	if err := h.oci(rt).Start(ctx, ho.ContainerID); err != nil {
 		return ho, fmt.Errorf("start PID namespace holder: %w", err)
 	}
 	return ho, nil
@@ -177,7 +178,7 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	// Kill, then wait for the exit on the holder's pidfd: runc delete
 	// --force alone would sleep in 100 ms steps until it is gone.
 	proc, perr := runtime.NewProc(ho.Pid)
-	if err := rt.Kill(ctx, ho.ContainerID, syscall.SIGKILL, false); err != nil && !errors.Is(err, runtime.ErrNotExist) {
+	if err := h.oci(rt).Kill(ctx, ho.ContainerID, syscall.SIGKILL, false); err != nil && !errors.Is(err, runtime.ErrNotExist) {
 		h.log.Debug("kill holder", "id", ho.ContainerID, "error", err)
 	}
 	if perr == nil {
@@ -185,7 +186,7 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 		_ = proc.WaitExit(wctx)
 		cancel()
 	}
-	if err := rt.Delete(ctx, ho.ContainerID, true); err != nil {
+	if err := h.oci(rt).Delete(ctx, ho.ContainerID, true); err != nil {
 		return fmt.Errorf("delete PID namespace holder: %w", err)
 	}
 	if ho.BundleDir != "" {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -28,8 +29,8 @@ import (
 type Manager struct {
 	cfg     func() *config.Config
 	log     *slog.Logger
-	ns      *nsmgr.Manager
-	net     *network.Manager
+	ns      Pinner
+	net     Network
 	holders *holderRuntime
 	store   store.Dir
 	runDir  string
@@ -88,9 +89,46 @@ type Deps struct {
 	Log    *slog.Logger
 	// Monitor runs PID namespace holders under conmon; nil refuses pods
 	// that share one PID namespace (berthd wipe needs none).
-	Monitor *runtime.Monitor
+	Monitor Conmon
 	// Events receives pod lifecycle events; nil publishes none.
 	Events *runtime.Events
+	// Namespaces, Network and Runtime replace nsmgr, CNI and the
+	// runtime.OCI of holders when set (unit tests).
+	Namespaces Pinner
+	Network    Network
+	Runtime    func(runtime.OCI) OCIRuntime
+}
+
+// Pinner pins pods' namespaces (*nsmgr.Manager).
+type Pinner interface {
+	Path(kind, id string) string
+	Pin(ctx context.Context, req nsmgr.Request) (nsmgr.Paths, error)
+	Unpin(paths nsmgr.Paths) error
+	IsPinned(p string) bool
+}
+
+// Network attaches pods to their CNI network (*network.Manager).
+type Network interface {
+	Setup(ctx context.Context, a network.Attachment) (*network.Result, error)
+	Teardown(ctx context.Context, a network.Attachment, network string) error
+	Status() (ready bool, reason, message string)
+	SetPodCIDR(cidr string) error
+	Close() error
+}
+
+// Conmon runs PID namespace holders (*runtime.Monitor).
+type Conmon interface {
+	Create(ctx context.Context, o *runtime.CreateOptions) (*runtime.Created, error)
+	ClearExit(id string)
+	NewOwner() *runtime.Owner
+}
+
+// OCIRuntime is the part of an OCI runtime (runtime.OCI) holders need.
+type OCIRuntime interface {
+	Start(ctx context.Context, id string) error
+	Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error
+	Delete(ctx context.Context, id string, force bool) error
+	State(ctx context.Context, id string) (*runtime.State, error)
 }
 
 // New builds the pod manager: its records under <state_dir>/pods, pinned
@@ -104,10 +142,21 @@ func New(d Deps) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Namespaces == nil {
+		d.Namespaces = nsmgr.New(filepath.Join(c.RunDir, "ns"), log.With("component", "nsmgr"))
+	}
+	if d.Network == nil {
+		d.Network = network.New(network.Options{ConfDir: c.Network.NetworkDir, PluginDirs: c.Network.PluginDirs,
+			DefaultNetwork: c.Network.DefaultNetwork, CacheDir: filepath.Join(c.StateDir, "cni")}, log.With("component", "network"))
+	}
+	if d.Runtime == nil {
+		d.Runtime = func(r runtime.OCI) OCIRuntime { return r }
+	}
 	m := &Manager{
 		cfg:    cfg,
 		log:    log,
-		ns:     nsmgr.New(filepath.Join(c.RunDir, "ns"), log.With("component", "nsmgr")),
+		ns:     d.Namespaces,
+		net:    d.Network,
 		store:  st,
 		runDir: filepath.Join(c.RunDir, "pods"),
 		events: d.Events,
@@ -115,19 +164,13 @@ func New(d Deps) (*Manager, error) {
 		pods:   map[string]*entry{},
 		names:  map[string]*reservation{},
 	}
-	m.holders = &holderRuntime{cfg: cfg, root: filepath.Join(c.StateDir, "pause"), log: log, mon: d.Monitor}
+	m.holders = &holderRuntime{cfg: cfg, root: filepath.Join(c.StateDir, "pause"), log: log, mon: d.Monitor, oci: d.Runtime}
 	if d.Monitor != nil {
 		m.exits = d.Monitor.NewOwner()
 		m.holders.exits = m.exits
 		m.wg.Add(1)
 		go m.watchHolders()
 	}
-	m.net = network.New(network.Options{
-		ConfDir:        c.Network.NetworkDir,
-		PluginDirs:     c.Network.PluginDirs,
-		DefaultNetwork: c.Network.DefaultNetwork,
-		CacheDir:       filepath.Join(c.StateDir, "cni"),
-	}, log.With("component", "network"))
 	m.cniCacheDir = filepath.Join(c.StateDir, "cni")
 	m.loadRecords()
 	return m, nil

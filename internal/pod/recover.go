@@ -136,7 +136,7 @@ func (m *Manager) Recover(ctx context.Context, rebooted bool) RecoverReport {
 // anyPinned reports whether any of the pod's namespace pins still exists.
 func (m *Manager) anyPinned(rec *record) bool {
 	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS} {
-		if p != "" && nsmgr.IsPinned(p) {
+		if p != "" && m.ns.IsPinned(p) {
 			return true
 		}
 	}
@@ -145,7 +145,7 @@ func (m *Manager) anyPinned(rec *record) bool {
 
 func (m *Manager) pinsIntact(rec *record) bool {
 	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS} {
-		if p != "" && !nsmgr.IsPinned(p) {
+		if p != "" && !m.ns.IsPinned(p) {
 			return false
 		}
 	}
@@ -159,7 +159,7 @@ func (m *Manager) holderAlive(ctx context.Context, rec *record, h *Holder) bool 
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := rt.State(sctx, h.ContainerID)
+	st, err := m.holders.oci(rt).State(sctx, h.ContainerID)
 	return err == nil && st.Status == "running"
 }
 
