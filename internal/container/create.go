@@ -19,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/oplock"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
@@ -309,7 +310,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	}
 	st := Status{State: StateCreated, Conmon: created.Conmon, Init: created.Container,
 		Resources: cloneResources(cfg.GetLinux().GetResources())}
-	c := &container{meta: meta, op: make(chan struct{}, 1), st: st, exited: make(chan struct{}), process: gen.Spec.Process}
+	c := &container{meta: meta, op: oplock.New(), st: st, exited: make(chan struct{}), process: gen.Spec.Process}
 	if err := m.persist(c); err != nil {
 		return "", err
 	}

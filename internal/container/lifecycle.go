@@ -29,7 +29,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err := c.lockOp(ctx); err != nil {
 		return err
 	}
-	defer c.unlockOp()
+	defer c.op.Unlock()
 	c.mu.Lock()
 	if c.removed {
 		c.mu.Unlock()
@@ -101,7 +101,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := c.lockOp(ctx); err != nil {
 		return err
 	}
-	defer c.unlockOp()
+	defer c.op.Unlock()
 	c.mu.Lock()
 	if c.removed {
 		c.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/cgroups"
+	"github.com/berth-cri/berth/internal/oplock"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -115,7 +116,7 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			completed = true
 			m.log.Info("rebuilt container status", "id", id, "state", st.State)
 		}
-		c := &container{meta: &meta, op: make(chan struct{}, 1), st: st, exited: make(chan struct{})}
+		c := &container{meta: &meta, op: oplock.New(), st: st, exited: make(chan struct{})}
 		changed := completed
 		live := st.State == StateCreated || st.State == StateRunning
 		if live && rebooted {

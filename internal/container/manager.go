@@ -36,6 +36,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/oplock"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
@@ -162,7 +163,7 @@ type Manager struct {
 type container struct {
 	meta *Meta // immutable
 	// op serialises start, remove and update of this container.
-	op chan struct{}
+	op oplock.Lock
 	// writeMu serialises writes of status.json.
 	writeMu sync.Mutex
 
@@ -327,16 +328,7 @@ func (c *container) snapshot() Status {
 	return c.st
 }
 
-func (c *container) lockOp(ctx context.Context) error {
-	select {
-	case c.op <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for another operation on container %s: %w", c.meta.ID, ctx.Err())
-	}
-}
-
-func (c *container) unlockOp() { <-c.op }
+func (c *container) lockOp(ctx context.Context) error { return c.op.Lock(ctx, "container "+c.meta.ID) }
 
 // persist writes c's current status. Writers are serialised per
 // container and each writes the state current when it writes, so

@@ -131,7 +131,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if err := c.lockOp(ctx); err != nil {
 		return err
 	}
-	defer c.unlockOp()
+	defer c.op.Unlock()
 	st := c.snapshot()
 	if st.State != StateRunning && st.State != StateCreated {
 		return fmt.Errorf("container %s is %s: %w", c.meta.ID, st.State, errdefs.ErrFailedPrecondition)

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
+	"github.com/berth-cri/berth/internal/oplock"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -54,7 +55,7 @@ type Manager struct {
 // entry is one pod in the index.
 type entry struct {
 	// op is held by Stop and Remove of this pod only.
-	op  chan struct{}
+	op  oplock.Lock
 	rec *record // immutable after creation
 	// writeMu orders status writes: each is durable before it is applied
 	// in memory.
@@ -72,7 +73,7 @@ type entry struct {
 }
 
 func newEntry(rec *record, st status) *entry {
-	return &entry{op: make(chan struct{}, 1), rec: rec, st: st}
+	return &entry{op: oplock.New(), rec: rec, st: st}
 }
 
 // reservation holds a pod name while RunPodSandbox works on it, so a
@@ -350,14 +351,4 @@ func (m *Manager) setStatus(id string, e *entry, mutate func(*status)) error {
 	return nil
 }
 
-// lockOp takes e's operation lock, or gives up when ctx ends.
-func (e *entry) lockOp(ctx context.Context) error {
-	select {
-	case e.op <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for another operation on pod %s: %w", e.rec.ID, ctx.Err())
-	}
-}
-
-func (e *entry) unlockOp() { <-e.op }
+func (e *entry) lockOp(ctx context.Context) error { return e.op.Lock(ctx, "pod "+e.rec.ID) }

@@ -35,7 +35,7 @@ func (m *Manager) withPod(ctx context.Context, idOrPrefix string, f func(id stri
 	if err := e.lockOp(ctx); err != nil {
 		return err
 	}
-	defer e.unlockOp()
+	defer e.op.Unlock()
 	if m.isRemoved(e) {
 		return nil
 	}
