@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/testutil"
@@ -58,14 +57,24 @@ func inspectResources(t *testing.T, d *testutil.Daemon, id string) resourcesRepo
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
-	st := &runtimeapi.ContainerStatus{}
-	if err := protojson.Unmarshal(doc.Status, st); err != nil {
+	// crictl's document: int64 fields as JSON strings, as protojson prints them.
+	var st struct {
+		Resources struct {
+			Linux struct {
+				MemoryLimitInBytes json.Number `json:"memoryLimitInBytes"`
+				CPUShares          json.Number `json:"cpuShares"`
+			} `json:"linux"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(doc.Status, &st); err != nil {
 		t.Fatalf("inspect status: %v", err)
 	}
+	statusMemory, _ := st.Resources.Linux.MemoryLimitInBytes.Int64()
+	statusShares, _ := st.Resources.Linux.CPUShares.Int64()
 	res := doc.Info.RuntimeSpec.Linux.Resources
 	return resourcesReport{
-		statusMemory: st.GetResources().GetLinux().GetMemoryLimitInBytes(),
-		statusShares: st.GetResources().GetLinux().GetCpuShares(),
+		statusMemory: statusMemory,
+		statusShares: statusShares,
 		specMemory:   res.Memory.Limit,
 		specShares:   res.CPU.Shares,
 		cgroupMemory: cgroupMemoryLimit(t, doc.Info.CgroupsPath),
