@@ -41,29 +41,42 @@ func (u *undo) run() {
 var annotationPrefixes = []string{"io.berth.", "io.kubernetes.cri-o."}
 
 // Create makes a container in pod sb, which the caller has admitted (see
-// pod.Manager.Admit): it validates the request, reserves the name, creates and mounts the writable layer, writes the spec and the
-// records, and has conmon run `runc create`. Any failure unwinds every
-// step. A retry with the same name while the first request still runs
-// waits for it; if the first request's client gave up, the retry gets
-// the container it made.
-func (m *Manager) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
+// pod.Manager.Admit): it validates the request, reserves the name,
+// creates and mounts the writable layer, writes the spec and the records,
+// and has conmon run `runc create`. Any failure unwinds every step. A
+// retry with the same name while the first request still runs waits for
+// it; if the first request's client gave up, the retry gets the container
+// it made. finished is closed once no creation started by this call is
+// under way: later than the return when the client gave up, so the
+// caller keeps the pod's admission until then.
+func (m *Manager) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (id string, finished <-chan struct{}, err error) {
+	id, r, err := m.startCreate(ctx, sb, cfg)
+	if r == nil {
+		return id, closedChan(), err
+	}
+	return id, r.done, err
+}
+
+// startCreate validates, reserves the name and runs the pipeline; r is the
+// reservation of a pipeline it started, nil when it started none.
+func (m *Manager) startCreate(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, *reservation, error) {
 	if cfg == nil || cfg.GetMetadata().GetName() == "" {
-		return "", fmt.Errorf("config.metadata.name is required: %w", errdefs.ErrInvalidArgument)
+		return "", nil, fmt.Errorf("config.metadata.name is required: %w", errdefs.ErrInvalidArgument)
 	}
 	if err := validName(cfg.GetMetadata().GetName()); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if cfg.GetImage().GetImage() == "" {
-		return "", fmt.Errorf("config.image.image is required: %w", errdefs.ErrInvalidArgument)
+		return "", nil, fmt.Errorf("config.image.image is required: %w", errdefs.ErrInvalidArgument)
 	}
 	if err := spec.Validate(cfg); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	name := fmt.Sprintf("k8s_%s_%s_%s_%s_%d", cfg.GetMetadata().GetName(), sb.Metadata.Name,
 		sb.Metadata.Namespace, sb.Metadata.UID, cfg.GetMetadata().GetAttempt())
 	res, r, err := m.reserve(ctx, name)
 	if err != nil || r == nil {
-		return res, err
+		return res, nil, err
 	}
 	// The pipeline outlives the request: when the kubelet gives up and
 	// retries, the retry gets the container this request is making
@@ -82,10 +95,10 @@ func (m *Manager) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.C
 	})
 	select {
 	case res := <-done:
-		return res.id, res.err
+		return res.id, r, res.err
 	case <-ctx.Done():
 		m.abandon(r)
-		return "", fmt.Errorf("create container %s: %w (a retry gets the container once made)", name, ctx.Err())
+		return "", r, fmt.Errorf("create container %s: %w (a retry gets the container once made)", name, ctx.Err())
 	}
 }
 

@@ -512,7 +512,7 @@ func ctrConfig(name string, args ...string) *runtimeapi.ContainerConfig {
 
 func (e *env) create(name string, args ...string) string {
 	e.t.Helper()
-	id, err := e.m.Create(context.Background(), e.sandbox(), ctrConfig(name, args...))
+	id, _, err := e.m.Create(context.Background(), e.sandbox(), ctrConfig(name, args...))
 	if err != nil {
 		e.t.Fatalf("create %s: %v", name, err)
 	}

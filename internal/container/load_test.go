@@ -182,7 +182,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	// The retry of a create whose answer the crash lost gets the container.
-	if id, err := m.Create(context.Background(), e.sandbox(), ctrConfig("created", "sleep", "60")); err != nil || id != "created" {
+	if id, _, err := m.Create(context.Background(), e.sandbox(), ctrConfig("created", "sleep", "60")); err != nil || id != "created" {
 		t.Errorf("retried create: %q %v", id, err)
 	}
 	// Loaded containers' exits are routed to the manager: conmon writes

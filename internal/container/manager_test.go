@@ -148,7 +148,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 			default:
 				e.rt.fail[step] = true
 			}
-			if _, err := m.Create(context.Background(), e.sandbox(), cfg); err == nil {
+			if _, _, err := m.Create(context.Background(), e.sandbox(), cfg); err == nil {
 				t.Fatal("create succeeded")
 			}
 			e.assertNothingLeft()

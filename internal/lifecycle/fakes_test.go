@@ -71,17 +71,29 @@ func newFakeContainers() *fakeContainers {
 	return &fakeContainers{entered: make(chan struct{}, 16), release: make(chan struct{}), ctrs: map[string][]string{}, found: map[string][]string{}}
 }
 
-func (f *fakeContainers) Create(_ context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
+// Create behaves like the real manager's: the creation (blocked until
+// release) goes on when the client leaves, and Create then returns at
+// once while finished closes only when the container is registered.
+func (f *fakeContainers) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, <-chan struct{}, error) {
 	f.mu.Lock()
 	f.creates++
 	f.mu.Unlock()
 	f.entered <- struct{}{}
-	<-f.release
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	finished := make(chan struct{})
 	id := fmt.Sprintf("%s-%s", sb.ID[:8], cfg.GetMetadata().GetName())
-	f.ctrs[sb.ID] = append(f.ctrs[sb.ID], id)
-	return id, nil
+	go func() {
+		<-f.release
+		f.mu.Lock()
+		f.ctrs[sb.ID] = append(f.ctrs[sb.ID], id)
+		f.mu.Unlock()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return id, finished, nil
+	case <-ctx.Done():
+		return "", finished, ctx.Err()
+	}
 }
 
 func (f *fakeContainers) teardown(podID string) {

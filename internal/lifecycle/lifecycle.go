@@ -27,7 +27,9 @@ type Pods interface {
 
 // Containers is what lifecycle needs from the container manager.
 type Containers interface {
-	Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error)
+	// Create's finished is closed when no creation it started is under
+	// way, which may be after it returned.
+	Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (id string, finished <-chan struct{}, err error)
 	StopPodContainers(ctx context.Context, podID string) error
 	RemovePodContainers(ctx context.Context, podID string) error
 }
@@ -44,14 +46,20 @@ func New(pods Pods, containers Containers) *Service {
 }
 
 // CreateContainer makes a container in the pod with this id, which must
-// be ready and not being stopped.
+// be ready and not being stopped. The admission lasts until the creation
+// has ended, even when the client gave up first: its container must not
+// appear in a pod whose stop has already looked.
 func (s *Service) CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error) {
 	sb, done, err := s.pods.Admit(podID)
 	if err != nil {
 		return "", err
 	}
-	defer done()
-	return s.containers.Create(ctx, sb, cfg)
+	id, finished, err := s.containers.Create(ctx, sb, cfg)
+	go func() {
+		<-finished
+		done()
+	}()
+	return id, err
 }
 
 // StopPod stops the pod's containers (each with its grace period), then

@@ -191,3 +191,36 @@ func TestTeardownUnknownPod(t *testing.T) {
 		t.Fatalf("containers looked for: %v", ctrs.found)
 	}
 }
+
+// A client that gives up does not end the admission: the creation goes
+// on (a retry gets its container), so a stop that follows must still wait
+// for it and then find its container.
+func TestTeardownWaitsForAbandonedCreate(t *testing.T) {
+	pods, podID := newPods(t)
+	ctrs := newFakeContainers()
+	svc := New(pods, ctrs)
+	cctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := svc.CreateContainer(cctx, podID, ctrConfig("first"))
+		first <- err
+	}()
+	<-ctrs.entered
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned create: %v", err)
+	}
+	// The admission is still held: a seal that may not wait fails.
+	if _, err := pods.Seal(cctx, podID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("seal while the abandoned creation runs: %v, want it to wait", err)
+	}
+	torn := make(chan error, 1)
+	go func() { torn <- svc.StopPod(context.Background(), podID) }()
+	close(ctrs.release)
+	if err := <-torn; err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := ctrs.seen(podID); len(found) != 1 {
+		t.Fatalf("StopPod found %v, want the abandoned creation's container", found)
+	}
+}
