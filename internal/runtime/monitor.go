@@ -80,13 +80,14 @@ func New(cfg Config) (*Monitor, error) {
 		w.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, watcher: w, watchDone: make(chan struct{}), reaper: r, router: router{owners: map[string]*Owner{}}}
+	m := &Monitor{cfg: cfg, watcher: w, watchDone: make(chan struct{}), reaper: r, router: router{owners: map[string]*Owner{}, closed: make(chan struct{})}}
 	go m.watchExits()
 	return m, nil
 }
 
 // Close stops watching. Containers and their conmons keep running.
 func (m *Monitor) Close() error {
+	close(m.router.closed)
 	err := m.watcher.Close()
 	<-m.watchDone
 	m.reaper.close()

@@ -29,6 +29,8 @@ type Owner struct {
 type router struct {
 	mu     sync.Mutex
 	owners map[string]*Owner
+	// closed ends deliveries that wait for an owner that stopped reading.
+	closed chan struct{}
 }
 
 // NewOwner returns an owner with no claims yet.
@@ -63,6 +65,9 @@ func (r *router) route(n Notice) bool {
 	if o == nil {
 		return false
 	}
-	o.c <- n
+	select {
+	case o.c <- n:
+	case <-r.closed:
+	}
 	return true
 }
