@@ -96,7 +96,7 @@ func New(deps Deps) *Server {
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
 		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),
-		grpc.ChainStreamInterceptor(s.logAndRecoverStream),
+		grpc.ChainStreamInterceptor(deps.Metrics.StreamServerInterceptor(), s.logAndRecoverStream),
 	)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, &runtimeService{Server: s})
 	runtimeapi.RegisterImageServiceServer(s.grpc, &imageService{Server: s})
