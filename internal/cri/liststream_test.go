@@ -77,15 +77,28 @@ func TestChunksBoundItemsAndBytesAndKeepEveryItemOnce(t *testing.T) {
 // manyPods is a pod source of n pods without cgroups or containers.
 type manyPods int
 
-func (n manyPods) StatsPods() []stats.PodTarget {
-	out := make([]stats.PodTarget, 0, int(n))
-	for i := range int(n) {
-		out = append(out, stats.PodTarget{ID: fmt.Sprintf("pod-%06d", i), Name: fmt.Sprintf("p%d", i), Namespace: "default", UID: fmt.Sprint(i)})
+func (n manyPods) StatsPods() []stats.PodTarget { return fatPods{n: int(n)}.StatsPods() }
+
+func (n manyPods) StatsPod(id string) (stats.PodTarget, error) {
+	return fatPods{n: int(n)}.StatsPod(id)
+}
+
+// fatPods is n pods each carrying a label of labelBytes.
+type fatPods struct{ n, labelBytes int }
+
+func (p fatPods) StatsPods() []stats.PodTarget {
+	out := make([]stats.PodTarget, 0, p.n)
+	for i := range p.n {
+		pt := stats.PodTarget{ID: fmt.Sprintf("pod-%06d", i), Name: fmt.Sprintf("p%d", i), Namespace: "default", UID: fmt.Sprint(i)}
+		if p.labelBytes > 0 {
+			pt.Labels = map[string]string{"fill": strings.Repeat("x", p.labelBytes)}
+		}
+		out = append(out, pt)
 	}
 	return out
 }
 
-func (n manyPods) StatsPod(id string) (stats.PodTarget, error) {
+func (p fatPods) StatsPod(id string) (stats.PodTarget, error) {
 	return stats.PodTarget{}, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
 }
 
@@ -160,6 +173,41 @@ func TestStreamMatchesUnaryAndEndsEmptyOnNoMatch(t *testing.T) {
 	}
 	if r, err := st.Recv(); err != io.EOF {
 		t.Fatalf("a filter matching nothing: want EOF at once, got %v, %v", r, err)
+	}
+}
+
+// TestStreamGoesPastTheMessageLimit: 5,000 pods whose unary answer is over
+// the client's 4 MiB receive limit (ResourceExhausted) all arrive through
+// the stream.
+func TestStreamGoesPastTheMessageLimit(t *testing.T) {
+	const pods = 5000
+	rt, _ := streamServer(t, fatPods{n: pods, labelBytes: 1000})
+	ctx := context.Background()
+	if _, err := rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("unary list of %d fat pods: want ResourceExhausted, got %v", pods, err)
+	}
+	st, err := rt.StreamPodSandboxStats(ctx, &runtimeapi.StreamPodSandboxStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for {
+		r, err := st.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.GetPodSandboxStats() {
+			if seen[s.GetAttributes().GetId()] {
+				t.Fatalf("%s sent twice", s.GetAttributes().GetId())
+			}
+			seen[s.GetAttributes().GetId()] = true
+		}
+	}
+	if len(seen) != pods {
+		t.Fatalf("stream gave %d pods, want %d", len(seen), pods)
 	}
 }
 
