@@ -130,7 +130,7 @@ func streamServer(t *testing.T, pods stats.PodSource) (runtimeapi.RuntimeService
 }
 
 func TestStreamMatchesUnaryAndEndsEmptyOnNoMatch(t *testing.T) {
-	rt, _ := streamServer(t, manyPods(1200))
+	rt, m := streamServer(t, manyPods(1200))
 	ctx := context.Background()
 	unary, err := rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
 	if err != nil {
@@ -173,6 +173,9 @@ func TestStreamMatchesUnaryAndEndsEmptyOnNoMatch(t *testing.T) {
 	}
 	if r, err := st.Recv(); err != io.EOF {
 		t.Fatalf("a filter matching nothing: want EOF at once, got %v, %v", r, err)
+	}
+	if n := opCount(t, m, "berth_operations_total", "StreamPodSandboxStats"); n != 2 {
+		t.Errorf("operations counted for StreamPodSandboxStats: %v, want 2", n)
 	}
 }
 
@@ -261,12 +264,18 @@ func TestStreamCancelledAfterFirstChunkLeaksNoGoroutine(t *testing.T) {
 // opErrors reads berth_operations_errors_total for op.
 func opErrors(t *testing.T, m *metrics.Metrics, op string) float64 {
 	t.Helper()
+	return opCount(t, m, "berth_operations_errors_total", op)
+}
+
+// opCount reads the counter name for op.
+func opCount(t *testing.T, m *metrics.Metrics, name, op string) float64 {
+	t.Helper()
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range fams {
-		if f.GetName() != "berth_operations_errors_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, mm := range f.GetMetric() {
