@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,6 +25,9 @@ type client struct {
 	images   runtimeapi.ImageServiceClient
 	timeout  time.Duration
 	settings settings
+	// noListStreams is set once the runtime has answered a list stream
+	// with Unimplemented: later lists go straight to the unary calls.
+	noListStreams atomic.Bool
 }
 
 // connect dials the runtime endpoint and, when it differs, the image

@@ -57,7 +57,7 @@ func completeFrom(g *globals, list func(c *client) []string) cobra.CompletionFun
 
 func completeContainers(g *globals) cobra.CompletionFunc {
 	return completeFrom(g, func(c *client) []string {
-		resp, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{})
+		resp, err := call(c, "list containers", c.listContainersRPC, &runtimeapi.ListContainersRequest{})
 		if err != nil {
 			return nil
 		}
@@ -71,7 +71,7 @@ func completeContainers(g *globals) cobra.CompletionFunc {
 
 func completePods(g *globals) cobra.CompletionFunc {
 	return completeFrom(g, func(c *client) []string {
-		resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
+		resp, err := call(c, "list pod sandboxes", c.listPodSandboxRPC, &runtimeapi.ListPodSandboxRequest{})
 		if err != nil {
 			return nil
 		}
@@ -86,7 +86,7 @@ func completePods(g *globals) cobra.CompletionFunc {
 
 func completeImages(g *globals) cobra.CompletionFunc {
 	return completeFrom(g, func(c *client) []string {
-		resp, err := call(c, "list images", c.images.ListImages, &runtimeapi.ListImagesRequest{})
+		resp, err := call(c, "list images", c.listImagesRPC, &runtimeapi.ListImagesRequest{})
 		if err != nil {
 			return nil
 		}

@@ -80,7 +80,7 @@ func (c *client) kubeSource(ref string) (kubeSource, error) {
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
-	list, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: src.pod.Id}})
+	list, err := c.listContainersRPC(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: src.pod.Id}})
 	if err != nil {
 		return kubeSource{}, fmt.Errorf("list containers of %s: %w", ref, err)
 	}

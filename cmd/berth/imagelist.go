@@ -76,7 +76,7 @@ func (c *client) listImages(name string, filters []string) ([]*runtimeapi.Image,
 	var images []*runtimeapi.Image
 	repo := ""
 	if name != "" && isBareRepo(name) {
-		all, err := call(c, "list images", c.images.ListImages, &runtimeapi.ListImagesRequest{})
+		all, err := call(c, "list images", c.listImagesRPC, &runtimeapi.ListImagesRequest{})
 		if err != nil {
 			return nil, "", err
 		}
@@ -90,7 +90,7 @@ func (c *client) listImages(name string, filters []string) ([]*runtimeapi.Image,
 		if name != "" {
 			req.Filter = &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: name}}
 		}
-		resp, err := call(c, "list images", c.images.ListImages, req)
+		resp, err := call(c, "list images", c.listImagesRPC, req)
 		if err != nil {
 			return nil, "", err
 		}

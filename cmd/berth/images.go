@@ -221,13 +221,13 @@ func (c *client) imageByID(id string) (*runtimeapi.Image, error) {
 func (c *client) removableImages(unused bool) ([]*runtimeapi.Image, error) {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	list, err := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	list, err := c.listImagesRPC(ctx, &runtimeapi.ListImagesRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
 	used := map[string]bool{}
 	if unused {
-		ctrs, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		ctrs, err := c.listContainersRPC(ctx, &runtimeapi.ListContainersRequest{})
 		if err != nil {
 			return nil, fmt.Errorf("list containers: %w", err)
 		}

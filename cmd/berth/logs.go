@@ -106,7 +106,7 @@ func (c *client) previousLogPath(st *runtimeapi.ContainerStatus) (string, error)
 	if md.GetAttempt() == 0 {
 		return "", fmt.Errorf("container %s has no previous attempt (its attempt is 0)", md.GetName())
 	}
-	list, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{})
+	list, err := call(c, "list containers", c.listContainersRPC, &runtimeapi.ListContainersRequest{})
 	if err != nil {
 		return "", err
 	}

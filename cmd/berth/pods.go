@@ -97,7 +97,7 @@ func (c *client) listPods(o *podListOptions) ([]*runtimeapi.PodSandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{Filter: filter})
+	resp, err := call(c, "list pod sandboxes", c.listPodSandboxRPC, &runtimeapi.ListPodSandboxRequest{Filter: filter})
 	if err != nil {
 		return nil, err
 	}

@@ -114,7 +114,7 @@ func (c *client) listContainers(o *ctrListOptions, pods map[string]*runtimeapi.P
 	if err != nil {
 		return nil, err
 	}
-	resp, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{Filter: filter})
+	resp, err := call(c, "list containers", c.listContainersRPC, &runtimeapi.ListContainersRequest{Filter: filter})
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func matchImage(ctr *runtimeapi.Container, image string) bool {
 // filters; best effort (empty when the pods cannot be listed).
 func (c *client) podsByID() map[string]*runtimeapi.PodSandboxMetadata {
 	pods := map[string]*runtimeapi.PodSandboxMetadata{}
-	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
+	resp, err := call(c, "list pod sandboxes", c.listPodSandboxRPC, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return pods
 	}

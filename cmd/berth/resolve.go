@@ -94,7 +94,7 @@ func pick[T any](kind, ref string, items []T, cand func(T) candidate) (T, error)
 
 // resolveContainer finds the container a reference names.
 func (c *client) resolveContainer(ref string) (*runtimeapi.Container, error) {
-	resp, err := call(c, "list containers", c.runtime.ListContainers, &runtimeapi.ListContainersRequest{})
+	resp, err := call(c, "list containers", c.listContainersRPC, &runtimeapi.ListContainersRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (c *client) resolveContainers(refs []string) ([]string, error) {
 
 // resolvePod finds the pod sandbox a reference names.
 func (c *client) resolvePod(ref string) (*runtimeapi.PodSandbox, error) {
-	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
+	resp, err := call(c, "list pod sandboxes", c.listPodSandboxRPC, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (c *client) resolveImage(ref string) (*runtimeapi.Image, error) {
 	if err == nil && st.Image != nil {
 		return st.Image, nil
 	}
-	list, lerr := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	list, lerr := c.listImagesRPC(ctx, &runtimeapi.ListImagesRequest{})
 	if lerr != nil {
 		if err != nil {
 			return nil, fmt.Errorf("image status of %s: %w", ref, err)

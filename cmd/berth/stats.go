@@ -143,7 +143,7 @@ func (c *client) printContainerStats(w io.Writer, filter *runtimeapi.ContainerSt
 func (c *client) containerStats(filter *runtimeapi.ContainerStatsFilter, ids []string, all bool) ([]*runtimeapi.ContainerStats, error) {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	resp, err := c.runtime.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: filter})
+	resp, err := c.listContainerStatsRPC(ctx, &runtimeapi.ListContainerStatsRequest{Filter: filter})
 	if err != nil {
 		return nil, fmt.Errorf("list container stats: %w", err)
 	}
@@ -153,7 +153,7 @@ func (c *client) containerStats(filter *runtimeapi.ContainerStatsFilter, ids []s
 	}
 	running := map[string]bool{}
 	if !all {
-		list, err := c.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		list, err := c.listContainersRPC(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
 			State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
 		}})
 		if err != nil {
@@ -224,7 +224,7 @@ func statspCommand(g *globals) *cobra.Command {
 					keep[p.Id] = true
 				}
 				return watchLoop(cmd, o, func(prev map[string]*runtimeapi.CpuUsage) (map[string]*runtimeapi.CpuUsage, error) {
-					resp, err := call(c, "list pod stats", c.runtime.ListPodSandboxStats, &runtimeapi.ListPodSandboxStatsRequest{Filter: filter})
+					resp, err := call(c, "list pod stats", c.listPodSandboxStatsRPC, &runtimeapi.ListPodSandboxStatsRequest{Filter: filter})
 					if err != nil {
 						return nil, err
 					}

@@ -77,11 +77,20 @@ func (s *runtimeService) RemoveContainer(ctx context.Context, req *runtimeapi.Re
 
 // ListContainers lists containers matching the filter.
 func (s *runtimeService) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	items, err := s.listContainers(req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListContainersResponse{Containers: items}, nil
+}
+
+// listContainers builds the answer of ListContainers and StreamContainers.
+func (s *runtimeService) listContainers(f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {
 	cm, err := s.containers()
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ListContainersResponse{Containers: cm.List(req.GetFilter())}, nil
+	return cm.List(f), nil
 }
 
 // ContainerStatus reports one container; verbose adds an info document.

@@ -23,19 +23,28 @@ func (s *imageService) images() (*image.Service, error) {
 
 // ListImages lists local images, all or the one the filter names.
 func (s *imageService) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
+	items, err := s.listImages(ctx, req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListImagesResponse{Images: items}, nil
+}
+
+// listImages builds the answer of ListImages and StreamImages.
+func (s *imageService) listImages(ctx context.Context, f *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {
 	svc, err := s.images()
 	if err != nil {
 		return nil, err
 	}
-	infos, err := svc.List(ctx, req.GetFilter().GetImage().GetImage())
+	infos, err := svc.List(ctx, f.GetImage().GetImage())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &runtimeapi.ListImagesResponse{Images: make([]*runtimeapi.Image, 0, len(infos))}
+	items := make([]*runtimeapi.Image, 0, len(infos))
 	for _, info := range infos {
-		resp.Images = append(resp.Images, toCRIImage(info))
+		items = append(items, toCRIImage(info))
 	}
-	return resp, nil
+	return items, nil
 }
 
 // ImageStatus describes one image; a missing image is an empty answer,

@@ -90,12 +90,22 @@ func (s *runtimeService) PodSandboxStatus(_ context.Context, req *runtimeapi.Pod
 // ListPodSandbox lists pods, filtered by id (or id prefix), state and
 // labels.
 func (s *runtimeService) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	items, err := s.listPodSandboxes(req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListPodSandboxResponse{Items: items}, nil
+}
+
+// listPodSandboxes builds the answer of ListPodSandbox and
+// StreamPodSandboxes.
+func (s *runtimeService) listPodSandboxes(rf *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
 	pm, err := s.pods()
 	if err != nil {
 		return nil, err
 	}
 	var f pod.Filter
-	if rf := req.GetFilter(); rf != nil {
+	if rf != nil {
 		f.ID = rf.GetId()
 		f.Labels = rf.GetLabelSelector()
 		if st := rf.GetState(); st != nil {
@@ -106,11 +116,11 @@ func (s *runtimeService) ListPodSandbox(_ context.Context, req *runtimeapi.ListP
 		}
 	}
 	list := pm.List(f)
-	resp := &runtimeapi.ListPodSandboxResponse{Items: make([]*runtimeapi.PodSandbox, 0, len(list))}
+	items := make([]*runtimeapi.PodSandbox, 0, len(list))
 	for _, sb := range list {
-		resp.Items = append(resp.Items, sb.CRISandbox())
+		items = append(items, sb.CRISandbox())
 	}
-	return resp, nil
+	return items, nil
 }
 
 // UpdateRuntimeConfig takes the node's pod CIDR for IPAM.

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/checkpoint"
 )
 
 // RuntimeName is what Version reports as the runtime's name.
@@ -45,8 +47,23 @@ func (s *runtimeService) Status(_ context.Context, req *runtimeapi.StatusRequest
 			return nil, toStatus(err)
 		}
 		resp.Info = map[string]string{"config": string(cfg), "version": s.deps.Version}
+		if s.deps.Checkpoint != nil {
+			// Only verbose asks: the first one runs `criu check`.
+			ckpt, err := json.Marshal(checkpointInfo{Support: s.deps.Checkpoint.Support(), Implemented: checkpoint.Implemented})
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			resp.Info["checkpoint"] = string(ckpt)
+		}
 	}
 	return resp, nil
+}
+
+// checkpointInfo is the "checkpoint" entry of the verbose status.
+type checkpointInfo struct {
+	checkpoint.Support
+	// Implemented says whether berth itself can checkpoint.
+	Implemented bool `json:"implemented"`
 }
 
 // handlers lists the configured runtime handlers; the default one is also

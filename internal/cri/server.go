@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/checkpoint"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/image"
@@ -60,6 +61,8 @@ type Deps struct {
 	Lifecycle *lifecycle.Service
 	// Events carries the lifecycle events of GetContainerEvents.
 	Events *runtime.Events
+	// Checkpoint says whether CRIU can checkpoint on this node.
+	Checkpoint *checkpoint.Prober
 }
 
 // Server owns the gRPC server and the listening socket.
@@ -93,7 +96,7 @@ func New(deps Deps) *Server {
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
 		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),
-		grpc.ChainStreamInterceptor(s.logAndRecoverStream),
+		grpc.ChainStreamInterceptor(deps.Metrics.StreamServerInterceptor(), s.logAndRecoverStream),
 	)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, &runtimeService{Server: s})
 	runtimeapi.RegisterImageServiceServer(s.grpc, &imageService{Server: s})

@@ -35,15 +35,22 @@ func (s *runtimeService) ContainerStats(ctx context.Context, req *runtimeapi.Con
 
 // ListContainerStats reports the containers matching the filter.
 func (s *runtimeService) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	st, err := s.listContainerStats(ctx, req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListContainerStatsResponse{Stats: st}, nil
+}
+
+// listContainerStats builds the answer of ListContainerStats and
+// StreamContainerStats.
+func (s *runtimeService) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error) {
 	c, err := s.stats()
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.ListContainerStats(ctx, req.GetFilter())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &runtimeapi.ListContainerStatsResponse{Stats: st}, nil
+	st, err := c.ListContainerStats(ctx, f)
+	return st, toStatus(err)
 }
 
 // PodSandboxStats reports one pod: its cgroup, network and containers.
@@ -64,15 +71,22 @@ func (s *runtimeService) PodSandboxStats(ctx context.Context, req *runtimeapi.Po
 
 // ListPodSandboxStats reports the pods matching the filter.
 func (s *runtimeService) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
+	st, err := s.listPodSandboxStats(ctx, req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListPodSandboxStatsResponse{Stats: st}, nil
+}
+
+// listPodSandboxStats builds the answer of ListPodSandboxStats and
+// StreamPodSandboxStats.
+func (s *runtimeService) listPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) ([]*runtimeapi.PodSandboxStats, error) {
 	c, err := s.stats()
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.ListPodSandboxStats(ctx, req.GetFilter())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &runtimeapi.ListPodSandboxStatsResponse{Stats: st}, nil
+	st, err := c.ListPodSandboxStats(ctx, f)
+	return st, toStatus(err)
 }
 
 // ListMetricDescriptors names the metrics ListPodSandboxMetrics reports.
@@ -87,13 +101,20 @@ func (s *runtimeService) ListMetricDescriptors(_ context.Context, _ *runtimeapi.
 // ListPodSandboxMetrics reports cAdvisor-style metrics of every pod and
 // container.
 func (s *runtimeService) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
+	m, err := s.podSandboxMetrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: m}, nil
+}
+
+// podSandboxMetrics builds the answer of ListPodSandboxMetrics and
+// StreamPodSandboxMetrics.
+func (s *runtimeService) podSandboxMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
 	c, err := s.stats()
 	if err != nil {
 		return nil, err
 	}
 	m, err := c.PodSandboxMetrics(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: m}, nil
+	return m, toStatus(err)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/klog/v2"
 
+	"github.com/berth-cri/berth/internal/checkpoint"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/cri"
@@ -222,6 +223,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Containers:    d.containers,
 		Lifecycle:     lifecycle.New(d.pods, d.containers),
 		Events:        d.events,
+		Checkpoint:    checkpoint.NewProber(""),
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err

@@ -47,6 +47,7 @@ package metrics
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -175,6 +176,22 @@ func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			}
 		}
 		return resp, err
+	}
+}
+
+// StreamServerInterceptor counts and times the CRI list streams
+// ("StreamContainers") as operations, each when its stream ends. The
+// long-lived GetContainerEvents is not an operation and is left out.
+func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		op := filepath.Base(info.FullMethod)
+		if m == nil || !strings.HasPrefix(op, "Stream") {
+			return handler(srv, ss)
+		}
+		start := time.Now()
+		err := handler(srv, ss)
+		m.ObserveOperation(op, time.Since(start), err)
+		return err
 	}
 }
 
