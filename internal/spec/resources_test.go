@@ -74,12 +74,25 @@ func TestResources(t *testing.T) {
 }
 
 func TestSeccomp(t *testing.T) {
-	res := gen(t, input(t, &runtimeapi.ContainerConfig{}))
-	sec := res.Spec.Linux.Seccomp
+	// Unset means unconfined (the CRI's rule), as does an empty
+	// deprecated path; RuntimeDefault, by field or path, is the default.
+	if sec := gen(t, input(t, &runtimeapi.ContainerConfig{})).Spec.Linux.Seccomp; sec != nil {
+		t.Fatalf("unset seccomp gave a profile: %+v", sec)
+	}
+	cfg := &runtimeapi.ContainerConfig{}
+	secCtx(cfg).Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	sec := gen(t, input(t, cfg)).Spec.Linux.Seccomp
 	if sec == nil || sec.DefaultAction != specs.ActErrno || len(sec.Syscalls) == 0 {
 		t.Fatalf("no default seccomp profile: %+v", sec)
 	}
-	cfg := &runtimeapi.ContainerConfig{}
+	cfg = &runtimeapi.ContainerConfig{}
+	secCtx(cfg).SeccompProfilePath = "runtime/default"
+	if gen(t, input(t, cfg)).Spec.Linux.Seccomp == nil {
+		t.Fatal("seccomp_profile_path runtime/default gave no profile")
+	}
+	secCtx(cfg).SeccompProfilePath = "bogus"
+	genErr(t, input(t, cfg), errdefs.ErrInvalidArgument)
+	cfg = &runtimeapi.ContainerConfig{}
 	secCtx(cfg).Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
 	if gen(t, input(t, cfg)).Spec.Linux.Seccomp != nil {
 		t.Fatal("unconfined has a profile")
@@ -92,6 +105,12 @@ func TestSeccomp(t *testing.T) {
 	if sec == nil || sec.DefaultAction != specs.ActAllow || len(sec.Syscalls) != 1 {
 		t.Fatalf("localhost profile %+v", sec)
 	}
+	// A privileged container ignores even a localhost profile.
+	secCtx(cfg).Privileged = true
+	if sec := gen(t, input(t, cfg)).Spec.Linux.Seccomp; sec != nil {
+		t.Fatalf("privileged container has seccomp %+v", sec)
+	}
+	secCtx(cfg).Privileged = false
 	secCtx(cfg).Seccomp.LocalhostRef = prof + ".missing"
 	genErr(t, input(t, cfg), errdefs.ErrInvalidArgument)
 	write(t, prof, `{not json`)
