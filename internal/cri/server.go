@@ -60,6 +60,9 @@ type Deps struct {
 	Lifecycle *lifecycle.Service
 	// Events carries the lifecycle events of GetContainerEvents.
 	Events *runtime.Events
+	// HandlerFeatures says what the named runtime handler can do, for
+	// Status; nil advertises nothing optional.
+	HandlerFeatures func(ctx context.Context, handler string) runtime.Features
 }
 
 // Server owns the gRPC server and the listening socket.

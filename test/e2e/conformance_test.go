@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -173,5 +175,68 @@ func TestRemoveImageConcurrently(t *testing.T) {
 				t.Fatalf("round %d: RemoveImage %d: %v", round, i, err)
 			}
 		}
+	}
+}
+
+// TestRecursiveReadOnlyMount mounts a host directory that has a tmpfs
+// mounted beneath it: with recursive_read_only the tmpfs is read-only in
+// the container too, where a plain read-only bind leaves it writable.
+// Status advertises the feature (this host's runc lists rro and its
+// kernel is past 5.12), and bad combinations are refused by name.
+func TestRecursiveReadOnlyMount(t *testing.T) {
+	e := startCtrEnv(t)
+	st, err := e.d.Runtime.Status(ctxT(t, 10*time.Second), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range st.GetRuntimeHandlers() {
+		if !h.GetFeatures().GetRecursiveReadOnlyMounts() {
+			t.Errorf("handler %q does not advertise recursive_read_only_mounts", h.GetName())
+		}
+	}
+	src := filepath.Join(e.d.Dir, "rro-src")
+	sub := filepath.Join(src, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+
+	const probe = "touch /data/top 2>/dev/null && echo top-rw || echo top-ro; touch /data/sub/x 2>/dev/null && echo sub-rw || echo sub-ro"
+	for _, tc := range []struct {
+		recursive bool
+		want      string
+	}{
+		{false, "top-ro\nsub-rw"},
+		{true, "top-ro\nsub-ro"},
+	} {
+		cfg := e.config(fmt.Sprintf("rro-%v", tc.recursive), "sh", "-c", probe)
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: src, Readonly: true, RecursiveReadOnly: tc.recursive}}
+		id := e.run(t, cfg)
+		st := e.waitExited(t, id, 10*time.Second)
+		var lines []string
+		for _, l := range logLines(t, st.GetLogPath()) {
+			lines = append(lines, strings.TrimPrefix(l, "stdout F "))
+		}
+		e.remove(t, id)
+		if got := strings.Join(lines, "\n"); got != tc.want {
+			t.Errorf("recursive_read_only=%v: %q, want %q", tc.recursive, got, tc.want)
+		}
+	}
+	for name, m := range map[string]*runtimeapi.Mount{
+		"without readonly": {ContainerPath: "/data", HostPath: src, RecursiveReadOnly: true},
+		"with host-to-container propagation": {ContainerPath: "/data", HostPath: src, Readonly: true, RecursiveReadOnly: true,
+			Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
+	} {
+		cfg := e.config("rro-bad", "true")
+		cfg.Mounts = []*runtimeapi.Mount{m}
+		_, err := e.create(t, cfg)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		expectCode(t, err, codes.InvalidArgument, "recursive_read_only")
 	}
 }
