@@ -283,9 +283,13 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 			CgroupParent: sb.CgroupParent, ShmPath: shm, ResolvConfPath: sb.ResolvConfPath,
 			HostnamePath: sb.HostnamePath, HostsPath: sb.HostsPath,
 		},
-		Options: spec.Options{DefaultCaps: rc.DefaultCaps, PidsLimit: rc.PidsLimit, CgroupManager: rc.CgroupManager, SeccompDefault: m.seccomp},
+		Options: spec.Options{DefaultCaps: rc.DefaultCaps, PidsLimit: rc.PidsLimit, CgroupManager: rc.CgroupManager,
+			SeccompDefault: m.seccomp, AppArmorDefault: rc.AppArmorProfile},
 	})
 	if err != nil {
+		return "", err
+	}
+	if err := m.apparmor.ensure(ctx, gen.Spec.Process.ApparmorProfile, rc.AppArmorProfile); err != nil {
 		return "", err
 	}
 	m.logAdapted(gen.Adapted)

@@ -154,6 +154,7 @@ type Manager struct {
 	seccomp []byte
 	// features answers which runtimes can make rro mounts.
 	features *runtime.FeatureProbe
+	apparmor *appArmor
 	loaded   LoadReport
 	adapted  sync.Map // messages already logged
 	done     chan struct{}
@@ -239,7 +240,7 @@ func New(d Deps) (*Manager, error) {
 	m := &Manager{
 		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, mon: d.Conmon, oci: d.Runtime, layers: d.Layers,
 		exits: d.Conmon.NewOwner(), records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
-		allowed: d.AllowedAnnotations, oom: d.OOM, features: d.Features, done: make(chan struct{}),
+		allowed: d.AllowedAnnotations, oom: d.OOM, features: d.Features, apparmor: newAppArmor(), done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},
 	}
 	if m.log == nil {

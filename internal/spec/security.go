@@ -98,24 +98,32 @@ func readProfile(p string) ([]byte, error) {
 	return data, nil
 }
 
-// apparmorProfile names the AppArmor profile, or "" for none. On a host
-// without AppArmor every request is skipped (and reported), since runc
-// would fail to apply any profile there.
+// apparmorProfile names the AppArmor profile, or "" for none. As with
+// CRI-O and containerd, RuntimeDefault and an unset profile (with an
+// empty deprecated apparmor_profile) get the default profile, except
+// that a privileged container runs unconfined; Localhost is the named
+// profile, which must be loaded on the host (the container manager checks
+// that, and loads the default profile when missing). On a host without
+// AppArmor every request is skipped (and a localhost one reported), since
+// runc would fail to apply any profile there.
 func apparmorProfile(sc *runtimeapi.LinuxContainerSecurityContext, h *Host, defaultProfile string, adapted *[]string) (string, error) {
-	p := sc.GetApparmor()
+	kind, ref, err := apparmorRequest(sc)
+	if err != nil {
+		return "", err
+	}
 	if !h.AppArmor {
-		if p.GetProfileType() == runtimeapi.SecurityProfile_Localhost {
+		if kind == runtimeapi.SecurityProfile_Localhost {
 			*adapted = append(*adapted, "AppArmor is not enabled on this host: localhost profiles are ignored")
 		}
 		return "", nil
 	}
-	switch p.GetProfileType() {
+	switch kind {
 	case runtimeapi.SecurityProfile_Unconfined:
 		return "unconfined", nil
 	case runtimeapi.SecurityProfile_Localhost:
-		name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+		name := strings.TrimPrefix(ref, "localhost/")
 		if name == "" || strings.ContainsAny(name, "\x00\n") {
-			return "", invalid("apparmor localhost profile %q is not a profile name", p.GetLocalhostRef())
+			return "", invalid("apparmor localhost profile %q is not a profile name", ref)
 		}
 		return name, nil
 	}
@@ -123,6 +131,25 @@ func apparmorProfile(sc *runtimeapi.LinuxContainerSecurityContext, h *Host, defa
 		return "unconfined", nil
 	}
 	return defaultProfile, nil
+}
+
+// apparmorRequest reads the profile asked for: the apparmor field, else
+// the deprecated apparmor_profile ("runtime/default", "unconfined",
+// "localhost/<name>"), else RuntimeDefault.
+func apparmorRequest(sc *runtimeapi.LinuxContainerSecurityContext) (runtimeapi.SecurityProfile_ProfileType, string, error) {
+	if p := sc.GetApparmor(); p != nil {
+		return p.GetProfileType(), p.GetLocalhostRef(), nil
+	}
+	switch name := sc.GetApparmorProfile(); {
+	case name == "" || name == "runtime/default":
+		return runtimeapi.SecurityProfile_RuntimeDefault, "", nil
+	case name == "unconfined":
+		return runtimeapi.SecurityProfile_Unconfined, "", nil
+	case strings.HasPrefix(name, "localhost/"):
+		return runtimeapi.SecurityProfile_Localhost, name, nil
+	default:
+		return 0, "", invalid("apparmor_profile %q is not runtime/default, unconfined or localhost/<name>", name)
+	}
 }
 
 // namespaces lists the namespaces of the container: net, ipc and uts are
