@@ -88,6 +88,9 @@ type Runtime struct {
 	LogSizeMax     int64              `toml:"log_size_max" comment:"Largest size of a container log file in bytes before conmon truncates it; -1 for no limit."`
 	ShmSize        string             `toml:"shm_size" comment:"Size of each pod's /dev/shm tmpfs, e.g. \"64m\"."`
 	SeccompProfile string             `toml:"seccomp_profile" comment:"Path of a seccomp profile JSON used for RuntimeDefault; empty: the built-in default profile."`
+	// AppArmorProfile is loaded by berth (its built-in profile) when the
+	// host has AppArmor and no profile of that name is loaded yet.
+	AppArmorProfile string `toml:"apparmor_profile" comment:"AppArmor profile of RuntimeDefault (and unset) containers on hosts with AppArmor; berth loads its built-in profile under this name if none is loaded."`
 	// StopTimeout bounds, as CRI-O's ctr_stop_timeout does, how long a stop
 	// waits for a killed container to be gone before it reports an error
 	// (a process stuck in the kernel, a frozen cgroup). It does not lengthen
@@ -190,11 +193,12 @@ func Default() *Config {
 				"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "SETGID", "SETUID",
 				"SETPCAP", "NET_BIND_SERVICE", "KILL",
 			},
-			DefaultSysctls: []string{},
-			PidsLimit:      0,
-			LogSizeMax:     -1,
-			ShmSize:        "64m",
-			StopTimeout:    30,
+			DefaultSysctls:  []string{},
+			PidsLimit:       0,
+			LogSizeMax:      -1,
+			ShmSize:         "64m",
+			AppArmorProfile: "berth-default",
+			StopTimeout:     30,
 		},
 		Image: Image{
 			PauseImage:          "registry.k8s.io/pause:3.10",
@@ -261,6 +265,9 @@ func (c *Config) Validate() error {
 	}
 	if _, ok := b.Runtime.Runtimes[b.Runtime.DefaultRuntime]; !ok {
 		bad("berth.runtime.default_runtime", "%q is not a configured runtime handler", b.Runtime.DefaultRuntime)
+	}
+	if p := b.Runtime.AppArmorProfile; p == "" || p == "unconfined" || strings.ContainsAny(p, " \t\n\x00/") {
+		bad("berth.runtime.apparmor_profile", "%q is not a profile name", p)
 	}
 	if _, err := ParseSize(b.Runtime.ShmSize); err != nil {
 		bad("berth.runtime.shm_size", "%w", err)

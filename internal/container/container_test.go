@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -198,7 +199,7 @@ func TestStatusAndList(t *testing.T) {
 		run.GetImageRef() != "docker.io/library/busybox@sha256:00" || run.GetImageId() != "abc123" {
 		t.Fatalf("running status %v", run)
 	}
-	if u := run.GetUser().GetLinux(); u.GetUid() != 1 || u.GetGid() != 2 || len(u.GetSupplementalGroups()) != 1 {
+	if u := run.GetUser().GetLinux(); u.GetUid() != 1 || u.GetGid() != 2 || !slices.Equal(u.GetSupplementalGroups(), []int64{2, 3}) {
 		t.Fatalf("user %v", u)
 	}
 	ex := criStatus(m.ctrs["aaa2"].meta, m.ctrs["aaa2"].st)

@@ -181,6 +181,11 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	if err := m.checkAnnotations(handlerName, cfg.GetAnnotations()); err != nil {
 		return "", err
 	}
+	rt := runtime.ForHandler(conf, handler)
+	if spec.WantsRecursiveReadOnly(cfg.GetMounts()) && !m.features.Of(ctx, rt).RecursiveReadOnly {
+		return "", fmt.Errorf("recursive_read_only: runtime handler %q (%s) or this kernel cannot make recursive read-only mounts: %w",
+			handlerName, handler.RuntimePath, errdefs.ErrFailedPrecondition)
+	}
 	logPath, err := m.logPath(sb, cfg)
 	if err != nil {
 		return "", err
@@ -206,7 +211,6 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	}()
 	bg := context.WithoutCancel(ctx)
 	log := m.log.With("id", id, "name", name)
-	rt := runtime.ForHandler(conf, handler)
 	conmonCgroup := m.conmonCgroup(sb, id, rc.CgroupManager)
 
 	// conmon first: it waits at its start pipe, so its exec and cgroup
@@ -292,9 +296,13 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 			CgroupParent: sb.CgroupParent, ShmPath: shm, ResolvConfPath: sb.ResolvConfPath,
 			HostnamePath: sb.HostnamePath, HostsPath: sb.HostsPath,
 		},
-		Options: spec.Options{DefaultCaps: rc.DefaultCaps, PidsLimit: rc.PidsLimit, CgroupManager: rc.CgroupManager, SeccompDefault: m.seccomp},
+		Options: spec.Options{DefaultCaps: rc.DefaultCaps, PidsLimit: rc.PidsLimit, CgroupManager: rc.CgroupManager,
+			SeccompDefault: m.seccomp, AppArmorDefault: rc.AppArmorProfile},
 	})
 	if err != nil {
+		return "", err
+	}
+	if err := m.apparmor.ensure(ctx, gen.Spec.Process.ApparmorProfile, rc.AppArmorProfile); err != nil {
 		return "", err
 	}
 	m.logAdapted(gen.Adapted)

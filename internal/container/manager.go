@@ -114,6 +114,9 @@ type Deps struct {
 	Layers  func() (Layers, error)
 	// Host is the node's capabilities; nil probes the running system.
 	Host *spec.Host
+	// Features tells what each OCI runtime supports; nil makes a probe
+	// of the manager's own.
+	Features *runtime.FeatureProbe
 	// AllowedAnnotations lists, per runtime handler, the berth behaviour
 	// annotations (io.berth.*) containers of that handler may carry; nil
 	// allows none.
@@ -149,10 +152,13 @@ type Manager struct {
 	allowed func(string) []string
 	oom     OOMCounter
 	seccomp []byte
-	loaded  LoadReport
-	adapted sync.Map // messages already logged
-	done    chan struct{}
-	wg      sync.WaitGroup
+	// features answers which runtimes can make rro mounts.
+	features *runtime.FeatureProbe
+	apparmor *appArmor
+	loaded   LoadReport
+	adapted  sync.Map // messages already logged
+	done     chan struct{}
+	wg       sync.WaitGroup
 
 	mu    sync.RWMutex
 	ctrs  map[string]*container
@@ -228,10 +234,13 @@ func New(d Deps) (*Manager, error) {
 	if d.Layers == nil {
 		d.Layers = func() (Layers, error) { return d.Images.Store() }
 	}
+	if d.Features == nil {
+		d.Features = runtime.NewFeatureProbe()
+	}
 	m := &Manager{
 		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, mon: d.Conmon, oci: d.Runtime, layers: d.Layers,
 		exits: d.Conmon.NewOwner(), records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
-		allowed: d.AllowedAnnotations, oom: d.OOM, done: make(chan struct{}),
+		allowed: d.AllowedAnnotations, oom: d.OOM, features: d.Features, apparmor: newAppArmor(), done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},
 	}
 	if m.log == nil {

@@ -73,7 +73,7 @@ func criStatus(meta *Meta, st Status) *runtimeapi.ContainerStatus {
 		}},
 		StopSignal: signalEnum(meta.StopSignal),
 	}
-	for _, g := range meta.User.AdditionalGids {
+	for _, g := range meta.User.Groups() {
 		out.User.Linux.SupplementalGroups = append(out.User.Linux.SupplementalGroups, int64(g))
 	}
 	if st.State == StateExited {

@@ -27,12 +27,16 @@ type stopOp struct {
 }
 
 // Stop stops the container: its stop signal, then SIGKILL once timeout
-// seconds have passed (at once for 0). Stopping a stopped container is
-// not an error. A concurrent second stop waits for the first (after
+// seconds have passed (at once for 0). Stopping a stopped or unknown
+// container is not an error: the CRI makes stop idempotent, and the
+// kubelet retries stops of containers already removed. A concurrent second stop waits for the first (after
 // shortening its timeout if its own is shorter), and takes over if the
 // first one's client leaves.
 func (m *Manager) Stop(ctx context.Context, id string, timeout int64) error {
 	c, err := m.get(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

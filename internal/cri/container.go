@@ -47,11 +47,14 @@ func (s *runtimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 }
 
 // StopContainer stops a container within timeout seconds; stopping a
-// stopped container succeeds.
+// stopped or unknown container succeeds.
 func (s *runtimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
 	cm, err := s.containers()
 	if err != nil {
 		return nil, err
+	}
+	if req.GetContainerId() == "" {
+		return nil, invalid("container_id is required")
 	}
 	if err := cm.Stop(ctx, req.GetContainerId(), req.GetTimeout()); err != nil {
 		return nil, toStatus(err)

@@ -8,6 +8,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/checkpoint"
+	"github.com/berth-cri/berth/internal/runtime"
 )
 
 // RuntimeName is what Version reports as the runtime's name.
@@ -25,7 +26,7 @@ func (s *runtimeService) Version(_ context.Context, _ *runtimeapi.VersionRequest
 
 // Status reports RuntimeReady and NetworkReady, the runtime handlers, and
 // with verbose the effective config.
-func (s *runtimeService) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+func (s *runtimeService) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	if s.deps.NetworkStatus != nil {
 		ready, reason, msg := s.deps.NetworkStatus()
@@ -38,7 +39,7 @@ func (s *runtimeService) Status(_ context.Context, req *runtimeapi.StatusRequest
 			{Type: runtimeapi.RuntimeReady, Status: true},
 			network,
 		}},
-		RuntimeHandlers: s.handlers(),
+		RuntimeHandlers: s.handlers(ctx),
 		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
@@ -66,18 +67,28 @@ type checkpointInfo struct {
 	Implemented bool `json:"implemented"`
 }
 
-// handlers lists the configured runtime handlers; the default one is also
-// reported under the empty name, as the kubelet expects.
-func (s *runtimeService) handlers() []*runtimeapi.RuntimeHandler {
+// handlers lists the configured runtime handlers with what each can do;
+// the default one is also reported under the empty name, as the kubelet
+// expects.
+func (s *runtimeService) handlers(ctx context.Context) []*runtimeapi.RuntimeHandler {
 	rt := s.deps.Config().Berth.Runtime
 	names := make([]string, 0, len(rt.Runtimes))
 	for n := range rt.Runtimes {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}}
+	features := func(name string) *runtimeapi.RuntimeHandlerFeatures {
+		cfg := s.deps.Config()
+		_, h, err := cfg.Handler(name)
+		if s.deps.Features == nil || err != nil {
+			return &runtimeapi.RuntimeHandlerFeatures{}
+		}
+		f := s.deps.Features.Of(ctx, runtime.ForHandler(cfg, h))
+		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: f.RecursiveReadOnly}
+	}
+	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features("")}}
 	for _, n := range names {
-		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: features(n)})
 	}
 	return out
 }

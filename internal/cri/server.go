@@ -63,6 +63,9 @@ type Deps struct {
 	Events *runtime.Events
 	// Checkpoint says whether CRIU can checkpoint on this node.
 	Checkpoint *checkpoint.Prober
+	// Features probes what a runtime handler's OCI runtime can do, for
+	// Status; nil advertises nothing optional.
+	Features *runtime.FeatureProbe
 }
 
 // Server owns the gRPC server and the listening socket.

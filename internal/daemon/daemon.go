@@ -179,11 +179,14 @@ func Run(ctx context.Context, loader config.Loader) error {
 	}
 	defer d.pods.Close()
 
+	// What each runtime handler can do, asked lazily and once; shared by
+	// container creation and Status.
+	features := runtime.NewFeatureProbe()
 	// Containers: the records of containers that kept running while
 	// berthd was stopped.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
 		Images: d.images, Monitor: d.monitor, Events: d.events, AllowedAnnotations: d.allowedAnnotations,
-		Rebooted: start.Rebooted, OOM: d.metrics}); err != nil {
+		Rebooted: start.Rebooted, OOM: d.metrics, Features: features}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
@@ -224,6 +227,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Lifecycle:     lifecycle.New(d.pods, d.containers),
 		Events:        d.events,
 		Checkpoint:    checkpoint.NewProber(""),
+		Features:      features,
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err

@@ -43,6 +43,9 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 				return fmt.Errorf("remove image %s: tag %s is pinned by pinned_images or pause_image: %w", nameOrID, tag, errdefs.ErrFailedPrecondition)
 			}
 			if err := store.RemoveNames(img.ID, []string{tag}); err != nil {
+				if goneMidRemoval(err) {
+					return fmt.Errorf("untag image: %w", notFound(nameOrID))
+				}
 				return wrapStorageErr(fmt.Sprintf("untag image %s (%s)", img.ID, tag), err)
 			}
 			s.log.Info("untagged image", "image", tag, "id", img.ID, "names_left", others)
@@ -61,7 +64,7 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 		if errors.Is(err, storage.ErrImageUsedByContainer) {
 			return fmt.Errorf("%s: %s: %w", what, usersOf(store, img.ID), errdefs.ErrFailedPrecondition)
 		}
-		if errors.Is(err, storage.ErrImageUnknown) {
+		if goneMidRemoval(err) {
 			return fmt.Errorf("remove image: %w", notFound(nameOrID))
 		}
 		return wrapStorageErr(what, err)
@@ -69,6 +72,14 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 	s.forget(img.ID)
 	s.log.Info("removed image", "image", nameOrID, "id", img.ID, "tags", tags)
 	return nil
+}
+
+// goneMidRemoval reports whether storage failed because the image went
+// away after it was looked up: a concurrent removal of the same image
+// won. storage says so with ErrNotAnImage when the image vanished while
+// it held its lock, and ErrImageUnknown when it was gone before.
+func goneMidRemoval(err error) bool {
+	return errors.Is(err, storage.ErrImageUnknown) || errors.Is(err, storage.ErrNotAnImage)
 }
 
 // sameName reports whether a stored name is the fully qualified tag.

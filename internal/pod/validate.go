@@ -108,6 +108,11 @@ func buildRecord(cfg *config.Config, pc *runtimeapi.PodSandboxConfig, handler st
 		return nil, err
 	}
 	rec.Privileged = linux.GetSecurityContext().GetPrivileged()
+	if sc := linux.GetSecurityContext(); sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil {
+		// The CRI allows a group only with a user (the sandbox context
+		// has no run_as_username): a group alone has no user to go with.
+		return nil, invalid("config.linux.security_context.run_as_group is set without run_as_user")
+	}
 	if err := setHostname(rec, pc.GetHostname()); err != nil {
 		return nil, err
 	}

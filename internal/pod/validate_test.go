@@ -121,6 +121,10 @@ func TestBuildRecord(t *testing.T) {
 			p.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}}}
 		},
+		"run_as_group without run_as_user": func(p *runtimeapi.PodSandboxConfig) {
+			p.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				RunAsGroup: &runtimeapi.Int64Value{Value: 7}}}
+		},
 		"long hostname":   func(p *runtimeapi.PodSandboxConfig) { p.Hostname = strings.Repeat("a", 65) },
 		"log dir with ..": func(p *runtimeapi.PodSandboxConfig) { p.LogDirectory = "/var/log/../../etc" },
 	} {

@@ -53,7 +53,14 @@ func ValidateMounts(mounts []*runtimeapi.Mount) error {
 			return invalid("mount %s: image volumes are not supported", dst)
 		}
 		if m.GetRecursiveReadOnly() {
-			return invalid("mount %s: recursive read-only mounts are not supported by this runtime", dst)
+			// Read-only all the way down needs a read-only mount whose
+			// submounts cannot come back through propagation.
+			if !m.GetReadonly() {
+				return invalid("mount %s: recursive_read_only requires readonly", dst)
+			}
+			if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+				return invalid("mount %s: recursive_read_only requires private propagation, not %v", dst, m.GetPropagation())
+			}
 		}
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 			return invalid("mount %s: id-mapped mounts are not supported", dst)
@@ -70,6 +77,12 @@ func ValidateMounts(mounts []*runtimeapi.Mount) error {
 		}
 	}
 	return nil
+}
+
+// WantsRecursiveReadOnly reports whether any mount asks for a recursive
+// read-only mount, which the OCI runtime and kernel must support.
+func WantsRecursiveReadOnly(mounts []*runtimeapi.Mount) bool {
+	return slices.ContainsFunc(mounts, (*runtimeapi.Mount).GetRecursiveReadOnly)
 }
 
 // baseMounts are the filesystems every container gets (the same set as
@@ -145,6 +158,11 @@ func userMounts(mounts []*runtimeapi.Mount) ([]specs.Mount, string, error) {
 			opts = append(opts, "ro")
 		} else {
 			opts = append(opts, "rw")
+		}
+		if m.GetRecursiveReadOnly() {
+			// runc's rro: read-only applied to every submount too
+			// (mount_setattr with AT_RECURSIVE), not just the top one.
+			opts = append(opts, "rro")
 		}
 		for _, o := range m.GetMountOptions() {
 			if strings.ContainsAny(o, ",\x00") {

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,12 +75,25 @@ func TestResources(t *testing.T) {
 }
 
 func TestSeccomp(t *testing.T) {
-	res := gen(t, input(t, &runtimeapi.ContainerConfig{}))
-	sec := res.Spec.Linux.Seccomp
+	// Unset means unconfined (the CRI's rule), as does an empty
+	// deprecated path; RuntimeDefault, by field or path, is the default.
+	if sec := gen(t, input(t, &runtimeapi.ContainerConfig{})).Spec.Linux.Seccomp; sec != nil {
+		t.Fatalf("unset seccomp gave a profile: %+v", sec)
+	}
+	cfg := &runtimeapi.ContainerConfig{}
+	secCtx(cfg).Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	sec := gen(t, input(t, cfg)).Spec.Linux.Seccomp
 	if sec == nil || sec.DefaultAction != specs.ActErrno || len(sec.Syscalls) == 0 {
 		t.Fatalf("no default seccomp profile: %+v", sec)
 	}
-	cfg := &runtimeapi.ContainerConfig{}
+	cfg = &runtimeapi.ContainerConfig{}
+	secCtx(cfg).SeccompProfilePath = "runtime/default"
+	if gen(t, input(t, cfg)).Spec.Linux.Seccomp == nil {
+		t.Fatal("seccomp_profile_path runtime/default gave no profile")
+	}
+	secCtx(cfg).SeccompProfilePath = "bogus"
+	genErr(t, input(t, cfg), errdefs.ErrInvalidArgument)
+	cfg = &runtimeapi.ContainerConfig{}
 	secCtx(cfg).Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
 	if gen(t, input(t, cfg)).Spec.Linux.Seccomp != nil {
 		t.Fatal("unconfined has a profile")
@@ -92,6 +106,12 @@ func TestSeccomp(t *testing.T) {
 	if sec == nil || sec.DefaultAction != specs.ActAllow || len(sec.Syscalls) != 1 {
 		t.Fatalf("localhost profile %+v", sec)
 	}
+	// A privileged container ignores even a localhost profile.
+	secCtx(cfg).Privileged = true
+	if sec := gen(t, input(t, cfg)).Spec.Linux.Seccomp; sec != nil {
+		t.Fatalf("privileged container has seccomp %+v", sec)
+	}
+	secCtx(cfg).Privileged = false
 	secCtx(cfg).Seccomp.LocalhostRef = prof + ".missing"
 	genErr(t, input(t, cfg), errdefs.ErrInvalidArgument)
 	write(t, prof, `{not json`)
@@ -99,17 +119,56 @@ func TestSeccomp(t *testing.T) {
 	genErr(t, input(t, cfg), errdefs.ErrInvalidArgument)
 }
 
+// The AppArmor decision: on a host with AppArmor, RuntimeDefault (or
+// nothing asked) is the configured default profile, unconfined for a
+// privileged container; Localhost is the named profile; Unconfined is
+// unconfined. A host without AppArmor gets no profile at all.
 func TestAppArmor(t *testing.T) {
-	cfg := &runtimeapi.ContainerConfig{}
-	secCtx(cfg).Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "localhost/myprof"}
-	res := gen(t, input(t, cfg))
-	if res.Spec.Process.ApparmorProfile != "" {
-		t.Fatalf("apparmor profile %q on a host without AppArmor", res.Spec.Process.ApparmorProfile)
+	prof := func(kind runtimeapi.SecurityProfile_ProfileType, ref string) *runtimeapi.SecurityProfile {
+		return &runtimeapi.SecurityProfile{ProfileType: kind, LocalhostRef: ref}
 	}
-	in := input(t, cfg)
-	in.Host.AppArmor = true
-	if p := gen(t, in).Spec.Process.ApparmorProfile; p != "myprof" {
-		t.Fatalf("apparmor profile %q", p)
+	for _, tc := range []struct {
+		name       string
+		sc         *runtimeapi.LinuxContainerSecurityContext
+		hostHas    bool
+		want       string
+		wantReport bool
+	}{
+		{"runtime default", &runtimeapi.LinuxContainerSecurityContext{Apparmor: prof(runtimeapi.SecurityProfile_RuntimeDefault, "")}, true, "berth-default", false},
+		{"unset", &runtimeapi.LinuxContainerSecurityContext{}, true, "berth-default", false},
+		{"deprecated runtime/default", &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "runtime/default"}, true, "berth-default", false},
+		{"privileged default", &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Apparmor: prof(runtimeapi.SecurityProfile_RuntimeDefault, "")}, true, "unconfined", false},
+		{"localhost", &runtimeapi.LinuxContainerSecurityContext{Apparmor: prof(runtimeapi.SecurityProfile_Localhost, "localhost/myprof")}, true, "myprof", false},
+		{"localhost bare name", &runtimeapi.LinuxContainerSecurityContext{Apparmor: prof(runtimeapi.SecurityProfile_Localhost, "myprof")}, true, "myprof", false},
+		{"privileged localhost", &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Apparmor: prof(runtimeapi.SecurityProfile_Localhost, "myprof")}, true, "myprof", false},
+		{"deprecated localhost", &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/myprof"}, true, "myprof", false},
+		{"unconfined", &runtimeapi.LinuxContainerSecurityContext{Apparmor: prof(runtimeapi.SecurityProfile_Unconfined, "")}, true, "unconfined", false},
+		{"deprecated unconfined", &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "unconfined"}, true, "unconfined", false},
+		{"no apparmor: default", &runtimeapi.LinuxContainerSecurityContext{Apparmor: prof(runtimeapi.SecurityProfile_RuntimeDefault, "")}, false, "", false},
+		{"no apparmor: unset", &runtimeapi.LinuxContainerSecurityContext{}, false, "", false},
+		{"no apparmor: localhost", &runtimeapi.LinuxContainerSecurityContext{Apparmor: prof(runtimeapi.SecurityProfile_Localhost, "localhost/myprof")}, false, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := input(t, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: tc.sc}})
+			in.Host.AppArmor = tc.hostHas
+			in.Options.AppArmorDefault = "berth-default"
+			res := gen(t, in)
+			if got := res.Spec.Process.ApparmorProfile; got != tc.want {
+				t.Errorf("profile %q, want %q", got, tc.want)
+			}
+			reported := slices.ContainsFunc(res.Adapted, func(m string) bool { return strings.Contains(m, "AppArmor") })
+			if reported != tc.wantReport {
+				t.Errorf("adapted %q", res.Adapted)
+			}
+		})
+	}
+	for _, sc := range []*runtimeapi.LinuxContainerSecurityContext{
+		{Apparmor: prof(runtimeapi.SecurityProfile_Localhost, "localhost/")},
+		{ApparmorProfile: "bogus"},
+	} {
+		in := input(t, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: sc}})
+		in.Host.AppArmor = true
+		genErr(t, in, errdefs.ErrInvalidArgument)
 	}
 }
 

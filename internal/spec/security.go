@@ -16,20 +16,27 @@ import (
 // maxProfile bounds a seccomp profile file read from the node.
 const maxProfile = 8 << 20
 
-// seccompProfile picks the container's seccomp filter. No profile, or an
-// empty one, means the runtime default (moby's profile, or the one the
-// config names); Unconfined means none; Localhost loads the file the
-// kubelet points at. A privileged container without an explicit
-// Localhost profile runs unconfined, like with Docker and CRI-O. The
-// default profile depends on the capabilities (some syscalls are allowed
-// only with CAP_SYS_ADMIN and friends), so s must have them already.
+// seccompProfile picks the container's seccomp filter, as the CRI
+// defines it: an unset profile (and an empty deprecated
+// seccomp_profile_path) means unconfined, since the kubelet sends
+// RuntimeDefault explicitly when it wants the default; RuntimeDefault is
+// moby's profile, or the one the config names; Localhost loads the file
+// the kubelet points at. A privileged container ignores any profile, as
+// with CRI-O and containerd. The default profile depends on the
+// capabilities (some syscalls are allowed only with CAP_SYS_ADMIN and
+// friends), so s must have them already.
 func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, s *specs.Spec, defaultJSON []byte) (*specs.LinuxSeccomp, error) {
-	p := sc.GetSeccomp()
-	switch p.GetProfileType() {
+	if sc.GetPrivileged() {
+		return nil, nil
+	}
+	kind, ref, err := seccompRequest(sc)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
 	case runtimeapi.SecurityProfile_Unconfined:
 		return nil, nil
 	case runtimeapi.SecurityProfile_Localhost:
-		ref := p.GetLocalhostRef()
 		if !filepath.IsAbs(ref) {
 			return nil, invalid("seccomp localhost profile %q is not an absolute path", ref)
 		}
@@ -43,9 +50,6 @@ func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, s *specs.Spec,
 		}
 		return prof, nil
 	}
-	if sc.GetPrivileged() {
-		return nil, nil
-	}
 	if len(defaultJSON) > 0 {
 		prof, err := seccomp.LoadProfile(string(defaultJSON), s)
 		if err != nil {
@@ -58,6 +62,25 @@ func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, s *specs.Spec,
 		return nil, fmt.Errorf("default seccomp profile: %w", err)
 	}
 	return prof, nil
+}
+
+// seccompRequest reads the profile asked for: the seccomp field, else
+// the deprecated seccomp_profile_path ("runtime/default",
+// "docker/default", "unconfined", "localhost/<path>"), else unconfined.
+func seccompRequest(sc *runtimeapi.LinuxContainerSecurityContext) (runtimeapi.SecurityProfile_ProfileType, string, error) {
+	if p := sc.GetSeccomp(); p != nil {
+		return p.GetProfileType(), p.GetLocalhostRef(), nil
+	}
+	switch path := sc.GetSeccompProfilePath(); {
+	case path == "" || path == "unconfined":
+		return runtimeapi.SecurityProfile_Unconfined, "", nil
+	case path == "runtime/default" || path == "docker/default":
+		return runtimeapi.SecurityProfile_RuntimeDefault, "", nil
+	case strings.HasPrefix(path, "localhost/"):
+		return runtimeapi.SecurityProfile_Localhost, strings.TrimPrefix(path, "localhost/"), nil
+	default:
+		return 0, "", invalid("seccomp_profile_path %q is not runtime/default, unconfined or localhost/<path>", path)
+	}
 }
 
 func readProfile(p string) ([]byte, error) {
@@ -75,24 +98,32 @@ func readProfile(p string) ([]byte, error) {
 	return data, nil
 }
 
-// apparmorProfile names the AppArmor profile, or "" for none. On a host
-// without AppArmor every request is skipped (and reported), since runc
-// would fail to apply any profile there.
+// apparmorProfile names the AppArmor profile, or "" for none. As with
+// CRI-O and containerd, RuntimeDefault and an unset profile (with an
+// empty deprecated apparmor_profile) get the default profile, except
+// that a privileged container runs unconfined; Localhost is the named
+// profile, which must be loaded on the host (the container manager checks
+// that, and loads the default profile when missing). On a host without
+// AppArmor every request is skipped (and a localhost one reported), since
+// runc would fail to apply any profile there.
 func apparmorProfile(sc *runtimeapi.LinuxContainerSecurityContext, h *Host, defaultProfile string, adapted *[]string) (string, error) {
-	p := sc.GetApparmor()
+	kind, ref, err := apparmorRequest(sc)
+	if err != nil {
+		return "", err
+	}
 	if !h.AppArmor {
-		if p.GetProfileType() == runtimeapi.SecurityProfile_Localhost {
+		if kind == runtimeapi.SecurityProfile_Localhost {
 			*adapted = append(*adapted, "AppArmor is not enabled on this host: localhost profiles are ignored")
 		}
 		return "", nil
 	}
-	switch p.GetProfileType() {
+	switch kind {
 	case runtimeapi.SecurityProfile_Unconfined:
 		return "unconfined", nil
 	case runtimeapi.SecurityProfile_Localhost:
-		name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+		name := strings.TrimPrefix(ref, "localhost/")
 		if name == "" || strings.ContainsAny(name, "\x00\n") {
-			return "", invalid("apparmor localhost profile %q is not a profile name", p.GetLocalhostRef())
+			return "", invalid("apparmor localhost profile %q is not a profile name", ref)
 		}
 		return name, nil
 	}
@@ -100,6 +131,25 @@ func apparmorProfile(sc *runtimeapi.LinuxContainerSecurityContext, h *Host, defa
 		return "unconfined", nil
 	}
 	return defaultProfile, nil
+}
+
+// apparmorRequest reads the profile asked for: the apparmor field, else
+// the deprecated apparmor_profile ("runtime/default", "unconfined",
+// "localhost/<name>"), else RuntimeDefault.
+func apparmorRequest(sc *runtimeapi.LinuxContainerSecurityContext) (runtimeapi.SecurityProfile_ProfileType, string, error) {
+	if p := sc.GetApparmor(); p != nil {
+		return p.GetProfileType(), p.GetLocalhostRef(), nil
+	}
+	switch name := sc.GetApparmorProfile(); {
+	case name == "" || name == "runtime/default":
+		return runtimeapi.SecurityProfile_RuntimeDefault, "", nil
+	case name == "unconfined":
+		return runtimeapi.SecurityProfile_Unconfined, "", nil
+	case strings.HasPrefix(name, "localhost/"):
+		return runtimeapi.SecurityProfile_Localhost, name, nil
+	default:
+		return 0, "", invalid("apparmor_profile %q is not runtime/default, unconfined or localhost/<name>", name)
+	}
 }
 
 // namespaces lists the namespaces of the container: net, ipc and uts are

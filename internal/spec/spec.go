@@ -104,6 +104,9 @@ func Validate(cfg *runtimeapi.ContainerConfig) error {
 		}
 	}
 	if g := sc.GetRunAsGroup(); g != nil {
+		if sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+			return invalid("run_as_group is set without run_as_user or run_as_username")
+		}
 		if _, err := checkID(g.GetValue()); err != nil {
 			return fmt.Errorf("run_as_group: %w", err)
 		}
@@ -167,7 +170,7 @@ func Generate(in *Input) (*Result, error) {
 			Terminal: cfg.GetTty(),
 			User: specs.User{
 				UID: user.UID, GID: user.GID,
-				AdditionalGids: append([]uint32(nil), user.AdditionalGids...),
+				AdditionalGids: user.Groups(),
 			},
 			Args: args,
 			Env:  env,

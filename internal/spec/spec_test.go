@@ -328,6 +328,14 @@ func TestMounts(t *testing.T) {
 	if m == nil || m.Type != "bind" || !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "rprivate") {
 		t.Fatalf("/data mount %+v", m)
 	}
+	if slices.Contains(m.Options, "rro") {
+		t.Fatalf("plain read-only /data is recursive: %+v", m)
+	}
+	// recursive_read_only is runc's rro on top of ro.
+	rro := &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{{ContainerPath: "/r", HostPath: src, Readonly: true, RecursiveReadOnly: true}}}
+	if m := findMount(gen(t, input(t, rro)).Spec, "/r"); m == nil || !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "rro") {
+		t.Fatalf("recursive read-only mount %+v", m)
+	}
 	if m := findMount(s, "/shared"); m == nil || !slices.Contains(m.Options, "rshared") {
 		t.Fatalf("/shared mount %+v", m)
 	}
@@ -361,6 +369,8 @@ func TestMounts(t *testing.T) {
 		{ContainerPath: "/a/../../etc", HostPath: src},
 		{ContainerPath: "relative", HostPath: src},
 		{ContainerPath: "/x", HostPath: "relative"},
+		{ContainerPath: "/x", HostPath: src, RecursiveReadOnly: true},
+		{ContainerPath: "/x", HostPath: src, Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
 	} {
 		genErr(t, input(t, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{bad}}), errdefs.ErrInvalidArgument)
 	}

@@ -34,6 +34,14 @@ type User struct {
 	Name string `json:"name,omitempty"`
 }
 
+// Groups is the process's group list: the primary gid, then the
+// supplementary ones. The primary is in it as with CRI-O and containerd,
+// so the process keeps its own group's access after setgroups, and the
+// list is what ContainerStatus reports.
+func (u *User) Groups() []uint32 {
+	return append([]uint32{u.GID}, u.AdditionalGids...)
+}
+
 type passwdEntry struct {
 	name     string
 	uid, gid uint32

@@ -50,7 +50,8 @@ func TestUser(t *testing.T) {
 				t.Fatalf("user %+v, want %+v", got, tc.want)
 			}
 			pu := res.Spec.Process.User
-			if pu.UID != got.UID || pu.GID != got.GID || !slices.Equal(pu.AdditionalGids, got.AdditionalGids) {
+			// The process's groups are the primary gid, then the others.
+			if pu.UID != got.UID || pu.GID != got.GID || !slices.Equal(pu.AdditionalGids, append([]uint32{got.GID}, got.AdditionalGids...)) {
 				t.Fatalf("spec user %+v does not match %+v", pu, got)
 			}
 		})
@@ -66,6 +67,7 @@ func TestUser(t *testing.T) {
 		{"uid too big", "", &runtimeapi.LinuxContainerSecurityContext{RunAsUser: &runtimeapi.Int64Value{Value: 1 << 31}}},
 		{"negative uid", "", &runtimeapi.LinuxContainerSecurityContext{RunAsUser: &runtimeapi.Int64Value{Value: -1}}},
 		{"image uid too big", "4294967295", nil},
+		{"group without user", "", &runtimeapi.LinuxContainerSecurityContext{RunAsGroup: &runtimeapi.Int64Value{Value: 7}}},
 		{"gid too big", "", &runtimeapi.LinuxContainerSecurityContext{RunAsUser: &runtimeapi.Int64Value{Value: 1}, RunAsGroup: &runtimeapi.Int64Value{Value: 1 << 32}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,53 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A runtime advertises rro only with "rro" in its mount options and a
+// kernel of 5.12 or later; the answer is asked for once per runtime.
+func TestFeatureProbe(t *testing.T) {
+	dir := t.TempDir()
+	counter := filepath.Join(dir, "calls")
+	fake := func(name, doc string) OCI {
+		p := filepath.Join(dir, name)
+		script := "#!/bin/sh\necho x >> " + counter + "\n[ \"$1\" = features ] || exit 1\necho '" + doc + "'\n"
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return OCI{Path: p}
+	}
+	withRRO := fake("with", `{"mountOptions":["ro","rbind","rro"]}`)
+	without := fake("without", `{"mountOptions":["ro","rbind"]}`)
+	old := OCI{Path: filepath.Join(dir, "missing")}
+	for _, tc := range []struct {
+		kernel string
+		r      OCI
+		want   bool
+	}{
+		{"6.1.0-18-amd64", withRRO, true},
+		{"5.12.0", withRRO, true},
+		{"5.11.22", withRRO, false},
+		{"garbage", withRRO, false},
+		{"6.1.0", without, false},
+		{"6.1.0", old, false},
+	} {
+		p := NewFeatureProbe()
+		p.kernel = func() (string, error) { return tc.kernel, nil }
+		if got := p.Of(context.Background(), tc.r).RecursiveReadOnly; got != tc.want {
+			t.Errorf("kernel %s, runtime %s: rro %v, want %v", tc.kernel, filepath.Base(tc.r.Path), got, tc.want)
+		}
+	}
+	os.Remove(counter)
+	p := NewFeatureProbe()
+	p.kernel = func() (string, error) { return "6.1.0", nil }
+	for range 3 {
+		p.Of(context.Background(), withRRO)
+	}
+	if data, _ := os.ReadFile(counter); string(data) != "x\n" {
+		t.Fatalf("runtime asked %q times, want once", data)
+	}
+}
