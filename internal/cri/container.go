@@ -7,23 +7,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/berth-cri/berth/internal/container"
 )
-
-func (s *runtimeService) containers() (*container.Manager, error) {
-	if s.deps.Containers == nil {
-		return nil, status.Error(codes.Unimplemented, "containers are not available")
-	}
-	return s.deps.Containers, nil
-}
 
 // CreateContainer creates a container in a pod; a retry of a request the
 // kubelet gave up on gets the container the first one made.
 func (s *runtimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
-	if _, err := s.containers(); err != nil {
-		return nil, err
-	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
@@ -36,11 +24,7 @@ func (s *runtimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 
 // StartContainer starts a created container.
 func (s *runtimeService) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
-	if err := cm.Start(ctx, req.GetContainerId()); err != nil {
+	if err := s.deps.Containers.Start(ctx, req.GetContainerId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.StartContainerResponse{}, nil
@@ -49,14 +33,10 @@ func (s *runtimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 // StopContainer stops a container within timeout seconds; stopping a
 // stopped or unknown container succeeds.
 func (s *runtimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
 	if req.GetContainerId() == "" {
 		return nil, invalid("container_id is required")
 	}
-	if err := cm.Stop(ctx, req.GetContainerId(), req.GetTimeout()); err != nil {
+	if err := s.deps.Containers.Stop(ctx, req.GetContainerId(), req.GetTimeout()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
@@ -65,14 +45,10 @@ func (s *runtimeService) StopContainer(ctx context.Context, req *runtimeapi.Stop
 // RemoveContainer removes a container, stopping it first; removing an
 // unknown container succeeds.
 func (s *runtimeService) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
 	if req.GetContainerId() == "" {
 		return nil, invalid("container_id is required")
 	}
-	if err := cm.Remove(ctx, req.GetContainerId()); err != nil {
+	if err := s.deps.Containers.Remove(ctx, req.GetContainerId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil
@@ -89,20 +65,12 @@ func (s *runtimeService) ListContainers(_ context.Context, req *runtimeapi.ListC
 
 // listContainers builds the answer of ListContainers and StreamContainers.
 func (s *runtimeService) listContainers(f *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
-	return cm.List(f), nil
+	return s.deps.Containers.List(f), nil
 }
 
 // ContainerStatus reports one container; verbose adds an info document.
 func (s *runtimeService) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
-	st, info, err := cm.Status(ctx, req.GetContainerId(), req.GetVerbose())
+	st, info, err := s.deps.Containers.Status(ctx, req.GetContainerId(), req.GetVerbose())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -111,11 +79,7 @@ func (s *runtimeService) ContainerStatus(ctx context.Context, req *runtimeapi.Co
 
 // UpdateContainerResources changes a container's cgroup limits.
 func (s *runtimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
-	if err := cm.UpdateResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
+	if err := s.deps.Containers.UpdateResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
@@ -123,11 +87,7 @@ func (s *runtimeService) UpdateContainerResources(ctx context.Context, req *runt
 
 // ReopenContainerLog makes conmon reopen the log file after a rotation.
 func (s *runtimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
-	if err := cm.ReopenLog(ctx, req.GetContainerId()); err != nil {
+	if err := s.deps.Containers.ReopenLog(ctx, req.GetContainerId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
@@ -136,11 +96,7 @@ func (s *runtimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi
 // ExecSync runs a command in a container and returns its output; a
 // timeout is a non-zero exit code, not an error.
 func (s *runtimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	cm, err := s.containers()
-	if err != nil {
-		return nil, err
-	}
-	res, err := cm.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), req.GetTimeout())
+	res, err := s.deps.Containers.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), req.GetTimeout())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -149,14 +105,6 @@ func (s *runtimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncR
 
 // GetContainerEvents streams lifecycle events until the client leaves.
 func (s *runtimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
-	cm, err := s.containers()
-	if err != nil {
-		return err
-	}
-	pm, err := s.pods()
-	if err != nil {
-		return err
-	}
 	sub := s.deps.Events.Subscribe()
 	defer sub.Close()
 	for {
@@ -169,12 +117,12 @@ func (s *runtimeService) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stre
 			// Each manager filled in what it owns; add the other's part.
 			resp := proto.Clone(ev.ContainerEventResponse).(*runtimeapi.ContainerEventResponse)
 			if resp.PodSandboxStatus == nil {
-				if sb, err := pm.Get(ev.PodID); err == nil {
+				if sb, err := s.deps.Pods.Get(ev.PodID); err == nil {
 					resp.PodSandboxStatus = sb.CRIStatus()
 				}
 			}
 			if resp.ContainerId == ev.PodID {
-				resp.ContainersStatuses = cm.PodStatuses(ev.PodID)
+				resp.ContainersStatuses = s.deps.Containers.PodStatuses(ev.PodID)
 			}
 			if err := stream.Send(resp); err != nil {
 				return err

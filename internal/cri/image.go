@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -14,12 +12,6 @@ import (
 )
 
 // images returns the image service, or Unimplemented when none is wired.
-func (s *imageService) images() (*image.Service, error) {
-	if s.deps.Images == nil {
-		return nil, status.Error(codes.Unimplemented, "the image service is not available")
-	}
-	return s.deps.Images, nil
-}
 
 // ListImages lists local images, all or the one the filter names.
 func (s *imageService) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
@@ -32,11 +24,7 @@ func (s *imageService) ListImages(ctx context.Context, req *runtimeapi.ListImage
 
 // listImages builds the answer of ListImages and StreamImages.
 func (s *imageService) listImages(ctx context.Context, f *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {
-	svc, err := s.images()
-	if err != nil {
-		return nil, err
-	}
-	infos, err := svc.List(ctx, f.GetImage().GetImage())
+	infos, err := s.deps.Images.List(ctx, f.GetImage().GetImage())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -50,15 +38,11 @@ func (s *imageService) listImages(ctx context.Context, f *runtimeapi.ImageFilter
 // ImageStatus describes one image; a missing image is an empty answer,
 // not an error, as the CRI says.
 func (s *imageService) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
-	svc, err := s.images()
-	if err != nil {
-		return nil, err
-	}
 	name := req.GetImage().GetImage()
 	if name == "" {
 		return nil, invalid("ImageStatus: image is required")
 	}
-	info, err := svc.Resolve(ctx, name)
+	info, err := s.deps.Images.Resolve(ctx, name)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.ImageStatusResponse{}, nil
 	}
@@ -86,10 +70,6 @@ func (s *imageService) ImageStatus(ctx context.Context, req *runtimeapi.ImageSta
 
 // PullImage pulls an image and answers with its ID.
 func (s *imageService) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
-	svc, err := s.images()
-	if err != nil {
-		return nil, err
-	}
 	name := req.GetImage().GetImage()
 	if name == "" {
 		return nil, invalid("PullImage: image is required")
@@ -104,7 +84,7 @@ func (s *imageService) PullImage(ctx context.Context, req *runtimeapi.PullImageR
 			RegistryToken: a.GetRegistryToken(),
 		}
 	}
-	id, err := svc.Pull(ctx, name, auth)
+	id, err := s.deps.Images.Pull(ctx, name, auth)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -114,15 +94,11 @@ func (s *imageService) PullImage(ctx context.Context, req *runtimeapi.PullImageR
 // RemoveImage removes an image or one of its tags; removing a missing
 // image succeeds, as the CRI asks.
 func (s *imageService) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageRequest) (*runtimeapi.RemoveImageResponse, error) {
-	svc, err := s.images()
-	if err != nil {
-		return nil, err
-	}
 	name := req.GetImage().GetImage()
 	if name == "" {
 		return nil, invalid("RemoveImage: image is required")
 	}
-	if err := svc.Remove(ctx, name); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.deps.Images.Remove(ctx, name); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.RemoveImageResponse{}, nil
@@ -130,11 +106,7 @@ func (s *imageService) RemoveImage(ctx context.Context, req *runtimeapi.RemoveIm
 
 // ImageFsInfo reports the space images and container writable layers use.
 func (s *imageService) ImageFsInfo(ctx context.Context, _ *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
-	svc, err := s.images()
-	if err != nil {
-		return nil, err
-	}
-	info, err := svc.FsInfo(ctx)
+	info, err := s.deps.Images.FsInfo(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}

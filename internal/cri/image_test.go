@@ -16,16 +16,6 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 )
 
-func TestImageHandlersWithoutService(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "berth.sock")
-	startServer(t, sock)
-	img := runtimeapi.NewImageServiceClient(dial(t, sock))
-	_, err := img.ListImages(context.Background(), &runtimeapi.ListImagesRequest{})
-	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("ListImages without an image service: %v, want Unimplemented", err)
-	}
-}
-
 // TestImageHandlers checks the handlers' own duties (validation, the
 // CRI's "missing is not an error" rules, code mapping) on real storage;
 // the image service itself is tested in its package and end to end.

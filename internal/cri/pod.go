@@ -4,28 +4,15 @@ import (
 	"context"
 	"encoding/json"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/pod"
 )
 
-func (s *runtimeService) pods() (*pod.Manager, error) {
-	if s.deps.Pods == nil {
-		return nil, status.Error(codes.Unimplemented, "pod sandboxes are not available")
-	}
-	return s.deps.Pods, nil
-}
-
 // RunPodSandbox creates and starts a pod; a retry of a request for the
 // same pod metadata returns the same id.
 func (s *runtimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	pm, err := s.pods()
-	if err != nil {
-		return nil, err
-	}
-	id, err := pm.Run(ctx, req.GetConfig(), req.GetRuntimeHandler())
+	id, err := s.deps.Pods.Run(ctx, req.GetConfig(), req.GetRuntimeHandler())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -35,9 +22,6 @@ func (s *runtimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 // StopPodSandbox stops a pod's containers and releases its network and
 // namespaces; stopping an unknown or stopped pod succeeds.
 func (s *runtimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	if _, err := s.pods(); err != nil {
-		return nil, err
-	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
@@ -50,9 +34,6 @@ func (s *runtimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 // RemovePodSandbox removes a pod and everything it owns; removing an
 // unknown pod succeeds.
 func (s *runtimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	if _, err := s.pods(); err != nil {
-		return nil, err
-	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
@@ -65,14 +46,10 @@ func (s *runtimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 // PodSandboxStatus reports a pod; verbose adds berth's view of it as
 // JSON under "info".
 func (s *runtimeService) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	pm, err := s.pods()
-	if err != nil {
-		return nil, err
-	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
-	sb, err := pm.Get(req.GetPodSandboxId())
+	sb, err := s.deps.Pods.Get(req.GetPodSandboxId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -100,10 +77,6 @@ func (s *runtimeService) ListPodSandbox(_ context.Context, req *runtimeapi.ListP
 // listPodSandboxes builds the answer of ListPodSandbox and
 // StreamPodSandboxes.
 func (s *runtimeService) listPodSandboxes(rf *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
-	pm, err := s.pods()
-	if err != nil {
-		return nil, err
-	}
 	var f pod.Filter
 	if rf != nil {
 		f.ID = rf.GetId()
@@ -115,7 +88,7 @@ func (s *runtimeService) listPodSandboxes(rf *runtimeapi.PodSandboxFilter) ([]*r
 			}
 		}
 	}
-	list := pm.List(f)
+	list := s.deps.Pods.List(f)
 	items := make([]*runtimeapi.PodSandbox, 0, len(list))
 	for _, sb := range list {
 		items = append(items, sb.CRISandbox())
@@ -125,12 +98,8 @@ func (s *runtimeService) listPodSandboxes(rf *runtimeapi.PodSandboxFilter) ([]*r
 
 // UpdateRuntimeConfig takes the node's pod CIDR for IPAM.
 func (s *runtimeService) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
-	pm, err := s.pods()
-	if err != nil {
-		return nil, err
-	}
 	if nc := req.GetRuntimeConfig().GetNetworkConfig(); nc != nil {
-		if err := pm.UpdatePodCIDR(nc.GetPodCidr()); err != nil {
+		if err := s.deps.Pods.UpdatePodCIDR(nc.GetPodCidr()); err != nil {
 			return nil, toStatus(err)
 		}
 	}

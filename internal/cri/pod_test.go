@@ -1,27 +1,13 @@
 package cri
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/pod"
 )
-
-func TestPodRPCsWithoutManager(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "berth.sock")
-	startServer(t, sock)
-	rt := runtimeapi.NewRuntimeServiceClient(dial(t, sock))
-	_, err := rt.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{})
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("want Unimplemented, got %v", err)
-	}
-}
 
 func TestSandboxStatusConversion(t *testing.T) {
 	created := time.Unix(100, 5)

@@ -35,8 +35,10 @@ import (
 	"github.com/berth-cri/berth/internal/stream"
 )
 
-// Deps are the services the handlers call. A nil service makes its RPCs
-// answer Unimplemented.
+// Deps are the services the handlers call. berthd wires every one; a unit
+// test wires only those of the RPCs it calls (a call into a missing one
+// is answered Internal by the recovering interceptor). Streams alone may
+// be nil: its RPCs then answer Unimplemented.
 type Deps struct {
 	// Config returns the current config snapshot.
 	Config  func() *config.Config

@@ -3,30 +3,15 @@ package cri
 import (
 	"context"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/berth-cri/berth/internal/stats"
 )
-
-func (s *runtimeService) stats() (*stats.Collector, error) {
-	if s.deps.Stats == nil {
-		return nil, status.Error(codes.Unimplemented, "stats are not available")
-	}
-	return s.deps.Stats, nil
-}
 
 // ContainerStats reports one container's CPU, memory and writable layer.
 func (s *runtimeService) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
-	c, err := s.stats()
-	if err != nil {
-		return nil, err
-	}
 	if req.GetContainerId() == "" {
 		return nil, invalid("container_id is required")
 	}
-	st, err := c.ContainerStats(ctx, req.GetContainerId())
+	st, err := s.deps.Stats.ContainerStats(ctx, req.GetContainerId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -45,24 +30,16 @@ func (s *runtimeService) ListContainerStats(ctx context.Context, req *runtimeapi
 // listContainerStats builds the answer of ListContainerStats and
 // StreamContainerStats.
 func (s *runtimeService) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error) {
-	c, err := s.stats()
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.ListContainerStats(ctx, f)
+	st, err := s.deps.Stats.ListContainerStats(ctx, f)
 	return st, toStatus(err)
 }
 
 // PodSandboxStats reports one pod: its cgroup, network and containers.
 func (s *runtimeService) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	c, err := s.stats()
-	if err != nil {
-		return nil, err
-	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
-	st, err := c.PodSandboxStats(ctx, req.GetPodSandboxId())
+	st, err := s.deps.Stats.PodSandboxStats(ctx, req.GetPodSandboxId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -81,21 +58,13 @@ func (s *runtimeService) ListPodSandboxStats(ctx context.Context, req *runtimeap
 // listPodSandboxStats builds the answer of ListPodSandboxStats and
 // StreamPodSandboxStats.
 func (s *runtimeService) listPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) ([]*runtimeapi.PodSandboxStats, error) {
-	c, err := s.stats()
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.ListPodSandboxStats(ctx, f)
+	st, err := s.deps.Stats.ListPodSandboxStats(ctx, f)
 	return st, toStatus(err)
 }
 
 // ListMetricDescriptors names the metrics ListPodSandboxMetrics reports.
 func (s *runtimeService) ListMetricDescriptors(_ context.Context, _ *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
-	c, err := s.stats()
-	if err != nil {
-		return nil, err
-	}
-	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: c.MetricDescriptors()}, nil
+	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: s.deps.Stats.MetricDescriptors()}, nil
 }
 
 // ListPodSandboxMetrics reports cAdvisor-style metrics of every pod and
@@ -111,10 +80,6 @@ func (s *runtimeService) ListPodSandboxMetrics(ctx context.Context, _ *runtimeap
 // podSandboxMetrics builds the answer of ListPodSandboxMetrics and
 // StreamPodSandboxMetrics.
 func (s *runtimeService) podSandboxMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
-	c, err := s.stats()
-	if err != nil {
-		return nil, err
-	}
-	m, err := c.PodSandboxMetrics(ctx)
+	m, err := s.deps.Stats.PodSandboxMetrics(ctx)
 	return m, toStatus(err)
 }

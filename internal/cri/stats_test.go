@@ -97,13 +97,3 @@ func TestStatsRPCsAndOperationMetrics(t *testing.T) {
 		t.Error("a successful call counted as an error")
 	}
 }
-
-func TestStatsUnimplementedWithoutCollector(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "berth.sock")
-	startServer(t, sock)
-	rt := runtimeapi.NewRuntimeServiceClient(dial(t, sock))
-	_, err := rt.ListContainerStats(context.Background(), &runtimeapi.ListContainerStatsRequest{})
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("without a collector: %v", err)
-	}
-}
