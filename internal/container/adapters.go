@@ -1,6 +1,8 @@
 package container
 
 import (
+	"slices"
+
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
 )
@@ -44,7 +46,8 @@ func (m *Manager) statsTarget(c *container) stats.ContainerTarget {
 	}
 }
 
-// StatsContainers lists every container for the stats collector.
+// StatsContainers lists every container for the stats collector, oldest
+// first, so that every stats list (unary or streamed) has one order.
 func (m *Manager) StatsContainers() []stats.ContainerTarget {
 	m.mu.RLock()
 	all := make([]*container, 0, len(m.ctrs))
@@ -56,6 +59,7 @@ func (m *Manager) StatsContainers() []stats.ContainerTarget {
 	for _, c := range all {
 		out = append(out, m.statsTarget(c))
 	}
+	slices.SortFunc(out, func(a, b stats.ContainerTarget) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
 }
 
