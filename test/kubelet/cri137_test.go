@@ -173,6 +173,31 @@ func testResize(t *testing.T, e *env) {
 		t.Errorf("after the resize: container %s (was %s), restarts %d, state %+v", cs.ContainerID, id, cs.RestartCount, cs.State)
 	}
 	e.waitCgroup(t, wantLimits(30000, 100000, 153, 96<<20))
+	// The kubelet told berth of the pod's new resources (best effort for
+	// it; a failure would have rejected the resize) and of the container's.
+	fams, err := e.berthMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{"UpdatePodSandboxResources", "UpdateContainerResources"} {
+		n, failed := opCount(fams, op), opErrors(fams, op)
+		t.Logf("%s: %v calls, %v failed", op, n, failed)
+		if n == 0 || failed != 0 {
+			t.Errorf("%s: %v calls, %v failed; want calls and no failure", op, n, failed)
+		}
+	}
+}
+
+// opErrors is berth_operations_errors_total{operation=op}, 0 if absent.
+func opErrors(fams map[string]*dto.MetricFamily, op string) float64 {
+	for _, m := range fams["berth_operations_errors_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "operation" && l.GetValue() == op {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // waitCgroup polls the resize pod's cgroup limits (through the kubelet's
