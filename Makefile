@@ -22,7 +22,7 @@ test: deps build
 	go vet ./...
 	go test -count=1 -timeout 25m ./...
 
-# A real kubelet (v1.34, built once from k8s.io/kubernetes and cached in
+# A real kubelet (v1.37, built once from k8s.io/kubernetes and cached in
 # ~/.cache/berth) runs static pods on berthd: see test/kubelet.
 e2e-kubelet: deps build
 	kubelet=$$(./test/kubelet/build/build.sh) && KUBELET=$$kubelet BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) \

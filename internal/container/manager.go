@@ -126,6 +126,9 @@ type Deps struct {
 	Rebooted bool
 	// OOM, if set, counts OOM kills by container name (metrics).
 	OOM OOMCounter
+	// Usage reads container cgroups (a memory limit is never lowered
+	// below what a container uses); nil probes the host's.
+	Usage cgroups.Reader
 }
 
 // OOMCounter is told of every OOM-killed container and of removals, so
@@ -142,6 +145,7 @@ type Manager struct {
 	images  Images
 	host    *spec.Host
 	hier    *cgroups.Hierarchies
+	usage   cgroups.Reader // nil when the host's cgroups cannot be read
 	mon     Conmon
 	oci     func(runtime.OCI) OCIRuntime
 	layers  func() (Layers, error)
@@ -221,6 +225,13 @@ func New(d Deps) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	usage := d.Usage
+	if usage == nil {
+		if usage, err = cgroups.ProbeReader(); err != nil {
+			d.Log.Warn("cannot read container cgroups: memory limit decreases are not checked against usage", "error", err)
+			usage = nil
+		}
+	}
 	records, err := store.Open(filepath.Join(cfg.StateDir, "containers"))
 	if err != nil {
 		return nil, err
@@ -238,7 +249,7 @@ func New(d Deps) (*Manager, error) {
 		d.Features = runtime.NewFeatureProbe()
 	}
 	m := &Manager{
-		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, mon: d.Conmon, oci: d.Runtime, layers: d.Layers,
+		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, usage: usage, mon: d.Conmon, oci: d.Runtime, layers: d.Layers,
 		exits: d.Conmon.NewOwner(), records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
 		allowed: d.AllowedAnnotations, oom: d.OOM, features: d.Features, apparmor: newAppArmor(), done: make(chan struct{}),
 		ctrs: map[string]*container{}, names: map[string]*reservation{},

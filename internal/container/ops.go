@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
@@ -136,6 +137,9 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if st.State != StateRunning && st.State != StateCreated {
 		return fmt.Errorf("container %s is %s: %w", c.meta.ID, st.State, errdefs.ErrFailedPrecondition)
 	}
+	if err := m.checkMemoryDecrease(c, st, res); err != nil {
+		return err
+	}
 	// The spec's resources are kept equal to what is in force.
 	specData, s, err := readSpec(c.meta.Bundle)
 	if err != nil {
@@ -156,6 +160,28 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 			m.log.Error("restore resources after a failed update", "id", c.meta.ID, "error", uerr)
 		}
 		return fmt.Errorf("record the new resources: %w", err)
+	}
+	return nil
+}
+
+// checkMemoryDecrease refuses a memory limit below what the running
+// container uses now (its working set, which the kernel cannot reclaim):
+// cgroup v1 would refuse it with EBUSY after a reclaim, v2 would OOM-kill
+// the container. The kubelet checks usage before a decrease itself and
+// retries a refused resize later. A usage that cannot be read lets the
+// update through.
+func (m *Manager) checkMemoryDecrease(c *container, st Status, res *specs.LinuxResources) error {
+	if st.State != StateRunning || res.Memory == nil || res.Memory.Limit == nil || m.usage == nil || c.meta.CgroupsPath == "" {
+		return nil
+	}
+	u, err := m.usage.Read(cgroups.PathDir(c.meta.CgroupsPath))
+	if err != nil {
+		m.log.Debug("read memory usage before an update", "id", c.meta.ID, "error", err)
+		return nil
+	}
+	if limit := *res.Memory.Limit; limit > 0 && uint64(limit) < u.WorkingSet {
+		return fmt.Errorf("memory limit %d is below the container's current usage %d (working set): %w",
+			limit, u.WorkingSet, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ type Manager struct {
 
 // entry is one pod in the index.
 type entry struct {
-	// op is held by Stop and Remove of this pod only.
+	// op is held by Stop, Remove and UpdateResources of this pod only.
 	op  oplock.Lock
 	rec *record // immutable after creation
 	// writeMu orders status writes: each is durable before it is applied
@@ -312,6 +312,7 @@ func snapshot(e *entry) *Sandbox {
 		Sysctls:        maps.Clone(r.Sysctls),
 		Privileged:     r.Privileged,
 		Network:        st.Network,
+		Resources:      st.Resources.clone(),
 	}
 	if r.DNS != nil {
 		d := *r.DNS

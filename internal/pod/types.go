@@ -101,6 +101,8 @@ type status struct {
 	CgroupsCreated []string `json:"cgroups_created,omitempty"`
 	LogDirCreated  bool     `json:"log_dir_created,omitempty"`
 	Holder         *Holder  `json:"holder,omitempty"`
+	// Resources are the pod's last UpdatePodSandboxResources.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // Holder is the PID-namespace holder process of a pod sharing one PID
@@ -150,6 +152,8 @@ type Sandbox struct {
 	DNS            *DNS                  `json:"dns,omitempty"`
 	Privileged     bool                  `json:"privileged,omitempty"`
 	Network        string                `json:"network,omitempty"`
+	// Resources are the pod's last UpdatePodSandboxResources, if any.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // Filter selects pods for List; zero fields match everything.

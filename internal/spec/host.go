@@ -35,6 +35,9 @@ type Host struct {
 	// Devices lists the host's device nodes; privileged containers get
 	// them all. Nil means "not probed": privileged then gets none listed.
 	Devices []Device
+	// OnlineCPUs and OnlineMems are the host's CPUs and memory nodes as
+	// kernel lists ("0-3"); "" when unknown.
+	OnlineCPUs, OnlineMems string
 }
 
 // Device is one host device node.
@@ -117,6 +120,8 @@ func ProbeHost() (*Host, error) {
 		h.OOMScoreAdj, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
 	h.Devices = hostDevices("/dev")
+	h.OnlineCPUs = onlineList("/sys/devices/system/cpu/online")
+	h.OnlineMems = onlineList("/sys/devices/system/node/online")
 	return h, nil
 }
 

@@ -38,6 +38,16 @@ func Resources(r *runtimeapi.LinuxContainerResources, pidsLimit int64, h *Host, 
 			return nil, invalid("cpuset %q is not a list like 0-3,5", s)
 		}
 	}
+	if s := r.GetCpusetCpus(); s != "" {
+		if err := checkCPUSet("cpuset_cpus", s, h.OnlineCPUs); err != nil {
+			return nil, err
+		}
+	}
+	if s := r.GetCpusetMems(); s != "" {
+		if err := checkCPUSet("cpuset_mems", s, h.OnlineMems); err != nil {
+			return nil, err
+		}
+	}
 	cpu := &specs.LinuxCPU{}
 	cpuSet := false
 	if r.GetCpuShares() > 0 || r.GetCpuQuota() != 0 || r.GetCpuPeriod() > 0 {

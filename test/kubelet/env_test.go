@@ -16,6 +16,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/testutil"
 )
 
@@ -49,6 +50,37 @@ type env struct {
 	// ownVarLib: /var/lib/kubelet did not exist before the run; the
 	// kubelet's device manager creates it (its socket path is fixed).
 	ownVarLib bool
+	// metrics is berthd's Prometheus endpoint (a unix socket).
+	metrics string
+	// qosRoot, when set, is the kubelet's cgroupRoot: it then runs with
+	// cgroupsPerQOS (pod cgroups of its own below qosRoot, which in-place
+	// resize needs), and qosMade are the cgroup dirs the test made for it.
+	qosRoot string
+	qosMade []string
+}
+
+// baseGates are the feature gates of every kubelet run: the parts of the
+// CRI of Kubernetes 1.37 that berth serves. ImageVolume and
+// UserNamespacesSupport are GA and locked on in 1.37 (setting them off is
+// refused); no scenario uses them, since berth has neither image volumes
+// nor user namespaces yet (issue 15).
+var baseGates = map[string]bool{
+	"CRIListStreaming":                        true,
+	"EventedPLEG":                             true,
+	"InPlacePodVerticalScaling":               true,
+	"InPlacePodLevelResourcesVerticalScaling": true,
+	"PodLevelResources":                       true,
+}
+
+// withGates is baseGates plus more.
+func withGates(more map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range []map[string]bool{baseGates, more} {
+		for g, on := range m {
+			out[g] = on
+		}
+	}
+	return out
 }
 
 // startEnv starts the registry, berthd with a CNI network and a
@@ -57,6 +89,7 @@ type env struct {
 func startEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{}
+	t.Cleanup(e.removeQoSCgroups) // last: after berthd removed the pods
 	img := testutil.BusyboxImage(t, testutil.ImageSpec{
 		ExtraLayers: []map[string]string{{"www/index.html": "hello from berth\n"}},
 	})
@@ -71,6 +104,8 @@ location = "%s/busybox"
 insecure = true
 `, e.reg.Host))
 	e.writeCNI(t)
+	e.metrics = filepath.Join(e.d.Dir, "metrics.sock")
+	e.d.WriteDropIn(t, "50-metrics.toml", fmt.Sprintf("[berth.metrics]\nenable_metrics = true\nmetrics_socket = %q\n", e.metrics))
 	e.d.Start(t)
 
 	dir, err := os.MkdirTemp("/tmp", "bk")
@@ -88,7 +123,7 @@ insecure = true
 	}
 	t.Cleanup(func() { e.cleanupKubelet(t) })
 	e.port, e.roPort, e.healthzPort = freePort(t), freePort(t), freePort(t)
-	e.startKubelet(t, nil)
+	e.startKubelet(t, baseGates)
 	return e
 }
 
@@ -118,6 +153,10 @@ func (e *env) kubeletConfig() string {
 			fmt.Fprintf(&gates, "  %s: %t\n", g, on)
 		}
 	}
+	qos := "cgroupsPerQOS: false"
+	if e.qosRoot != "" {
+		qos = "cgroupsPerQOS: true\ncgroupRoot: " + e.qosRoot
+	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -135,7 +174,7 @@ authorization:
   mode: AlwaysAllow
 containerRuntimeEndpoint: unix://%s
 cgroupDriver: cgroupfs
-cgroupsPerQOS: false
+%s
 enforceNodeAllocatable: []
 failSwapOn: false
 failCgroupV1: false
@@ -149,7 +188,7 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 resolvConf: /etc/resolv.conf
 makeIPTablesUtilChains: false
-%s`, e.port, e.roPort, e.healthzPort, e.manifests, e.d.Socket, e.podLogs, gates.String())
+%s`, e.port, e.roPort, e.healthzPort, e.manifests, e.d.Socket, qos, e.podLogs, gates.String())
 }
 
 // startKubelet writes the config with the given feature gates and starts
@@ -191,6 +230,38 @@ func (e *env) startKubelet(t *testing.T, gates map[string]bool) {
 			t.Fatalf("kubelet not healthy within 60s\n%s", e.kubeletLogTail(60))
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// useQoSCgroups makes the next kubelet start run with cgroupsPerQOS
+// below a cgroup root of the test's own (made here in every hierarchy).
+func (e *env) useQoSCgroups(t *testing.T) {
+	t.Helper()
+	e.qosRoot = fmt.Sprintf("/berth-kubelet-e2e-%d", os.Getpid())
+	made, err := cgroups.Ensure(e.qosRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.qosMade = append(e.qosMade, made...)
+}
+
+// removeQoSCgroups removes the cgroup trees below the dirs
+// useQoSCgroups made (the kubelet leaves its QoS cgroups), deepest
+// first; a cgroup still in use stays and is reported.
+func (e *env) removeQoSCgroups() {
+	for i := len(e.qosMade) - 1; i >= 0; i-- {
+		var dirs []string
+		filepath.WalkDir(e.qosMade[i], func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for j := len(dirs) - 1; j >= 0; j-- {
+			if err := os.Remove(dirs[j]); err != nil && !os.IsNotExist(err) {
+				fmt.Fprintf(os.Stderr, "kubelet e2e: cgroup %s left: %v\n", dirs[j], err)
+			}
+		}
 	}
 }
 

@@ -19,10 +19,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// TestKubelet runs every scenario against one berthd and one kubelet: the
-// independent ones in parallel, then berthd SIGKILL, the CRI stats
-// provider (a kubelet restart with PodAndContainerStatsFromCRI) and
-// manifest removal, in that order.
+// TestKubelet runs every scenario against one berthd and one kubelet (with
+// baseGates): the independent ones in parallel, then berthd SIGKILL, the CRI stats
+// provider (a kubelet restart with PodAndContainerStatsFromCRI), in-place
+// resize (a kubelet restart with QoS cgroups) and manifest removal, in
+// that order.
 func TestKubelet(t *testing.T) {
 	start := time.Now()
 	t.Cleanup(func() { printResults(time.Since(start)) })
@@ -45,6 +46,8 @@ func TestKubelet(t *testing.T) {
 			{"stats-cadvisor", testStats},
 			{"log-rotation", testLogRotation},
 			{"node-limits", testNodeLimits},
+			{"list-streams", testListStreams},
+			{"evented-pleg-exit", testEventedExit},
 		} {
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
@@ -58,16 +61,32 @@ func TestKubelet(t *testing.T) {
 		scenario(t)
 		before, _ := e.pod("stats")
 		e.stopKubelet(t)
-		e.startKubelet(t, map[string]bool{"PodAndContainerStatsFromCRI": true})
+		e.startKubelet(t, withGates(map[string]bool{"PodAndContainerStatsFromCRI": true}))
 		e.writeManifest(t, statsPod()) // in case stats-cadvisor failed early
 		after := e.waitPod(t, "stats", 3*time.Minute, running("busy"))
 		e.waitStats(t, "stats", "busy")
+		// ... read through the stats streams (CRIListStreaming).
+		if fams, err := e.berthMetrics(); err != nil {
+			t.Error(err)
+		} else if n := opCount(fams, "StreamPodSandboxStats"); n == 0 || opCount(fams, "ListPodSandboxStats") != 0 {
+			t.Errorf("pod stats: %v StreamPodSandboxStats, %v unary ListPodSandboxStats; want the stream only", n, opCount(fams, "ListPodSandboxStats"))
+		}
 		// The restarted kubelet adopted the running container.
 		if before != nil {
 			if b, a := cstatus(before, "busy"), cstatus(after, "busy"); b == nil || a.ContainerID != b.ContainerID || a.RestartCount != 0 {
 				t.Errorf("after the kubelet restart: container %s restarts %d, was %v", a.ContainerID, a.RestartCount, b)
 			}
 		}
+	})
+	// In-place resize needs the kubelet's pod cgroups (cgroupsPerQOS):
+	// without them the 1.37 kubelet's resize dereferences the nil pod
+	// cgroup config of its no-op pod cgroup manager and crashes.
+	t.Run("resize-in-place", func(t *testing.T) {
+		scenario(t)
+		e.stopKubelet(t)
+		e.useQoSCgroups(t)
+		e.startKubelet(t, withGates(map[string]bool{"PodAndContainerStatsFromCRI": true}))
+		testResize(t, e)
 	})
 	t.Run("manifest-removal", func(t *testing.T) { scenario(t); testRemoval(t, e) })
 }

@@ -1,9 +1,10 @@
 //go:build kubelet
 
-// Package kubelet runs a real kubelet, standalone (static pods, no API
-// server), against a real berthd and checks the scenarios of issue 9
-// through the kubelet's own HTTP API (/pods, /stats/summary,
-// /containerLogs), never by asking berth.
+// Package kubelet runs a real kubelet (v1.37), standalone (static pods,
+// no API server), against a real berthd and checks the scenarios of
+// issues 9 and 17 through the kubelet's own HTTP API (/pods,
+// /stats/summary, /containerLogs, /run, /metrics), never by asking berth
+// except for berthd's operation metrics (which RPCs the kubelet called).
 //
 // The tests live in berth's module, behind the build tag "kubelet" so that
 // `go test ./...` skips them, because they use internal/testutil (berthd
