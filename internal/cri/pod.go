@@ -110,14 +110,10 @@ func (s *runtimeService) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.
 // sets the limits of a pod cgroup berth made for it); the kubelet calls
 // it around a pod-level resize, best effort.
 func (s *runtimeService) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	pm, err := s.pods()
-	if err != nil {
-		return nil, err
-	}
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
-	if err := pm.UpdateResources(ctx, req.GetPodSandboxId(), req.GetOverhead(), req.GetResources()); err != nil {
+	if err := s.deps.Pods.UpdateResources(ctx, req.GetPodSandboxId(), req.GetOverhead(), req.GetResources()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
