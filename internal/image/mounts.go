@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/containers/storage"
 
@@ -185,3 +191,61 @@ func (s *Service) ReleaseImages(holder string) error {
 // AdoptImage re-takes, after a restart, the reference that container
 // holder's record says it has on image id. Storage is not opened.
 func (s *Service) AdoptImage(id, holder string) { s.mounts.adopt(id, holder) }
+
+// maxSymlinks bounds the symlinks one sub path may follow (as the
+// kernel's ELOOP limit does).
+const maxSymlinks = 40
+
+// SubPath resolves sub inside the mounted image at root as a container
+// would see it: symlinks are followed, an absolute one from the image's
+// root. A sub path that does not exist is errdefs.ErrNotFound; one that
+// climbs above the image's root, by '..' or through a symlink, is
+// errdefs.ErrInvalidArgument. securejoin would silently clamp such a
+// path at the root instead of refusing it. The image is mounted
+// read-only, so what is resolved here cannot change before it is
+// bind-mounted.
+func SubPath(root, sub string) (string, error) {
+	rest := strings.Split(sub, "/")
+	cur := "" // resolved so far, relative to root
+	links := 0
+	for len(rest) > 0 {
+		part := rest[0]
+		rest = rest[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if cur == "" {
+				return "", fmt.Errorf("image_sub_path %q leaves the image: %w", sub, errdefs.ErrInvalidArgument)
+			}
+			if cur = path.Dir(cur); cur == "." {
+				cur = ""
+			}
+			continue
+		}
+		next := path.Join(cur, part)
+		fi, err := os.Lstat(filepath.Join(root, next))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return "", fmt.Errorf("image_sub_path %q does not exist in the image: %w", sub, errdefs.ErrNotFound)
+			}
+			return "", fmt.Errorf("image_sub_path %q: %w", sub, err)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > maxSymlinks {
+			return "", fmt.Errorf("image_sub_path %q: too many symlinks: %w", sub, errdefs.ErrInvalidArgument)
+		}
+		target, err := os.Readlink(filepath.Join(root, next))
+		if err != nil {
+			return "", fmt.Errorf("image_sub_path %q: %w", sub, err)
+		}
+		if path.IsAbs(target) {
+			cur = ""
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return filepath.Join(root, cur), nil
+}

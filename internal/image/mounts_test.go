@@ -3,6 +3,8 @@ package image
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -155,5 +157,52 @@ func TestImageMountsFailedMountTakesNothing(t *testing.T) {
 	}
 	if err := im.whileUnused("img", func() error { return nil }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSubPath(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"data/deep", "usr/share"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := map[string]string{
+		"rel":     "data/deep",   // inside
+		"abs":     "/usr/share",  // absolute: from the image's root
+		"data/up": "../usr",      // climbs, but stays inside
+		"escape":  "../../etc",   // climbs above the root
+		"loop":    "loop",        // never ends
+		"dangle":  "data/absent", // nothing there
+	}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sub, want := range map[string]string{
+		"data":          "data",
+		"data/deep/":    "data/deep",
+		"rel":           "data/deep",
+		"abs":           "usr/share",
+		"data/up/share": "usr/share",
+		"./data/./deep": "data/deep",
+	} {
+		got, err := SubPath(root, sub)
+		if err != nil || got != filepath.Join(root, want) {
+			t.Errorf("SubPath(%q) = %q, %v; want %s", sub, got, err, want)
+		}
+	}
+	for sub, kind := range map[string]error{
+		"missing":      errdefs.ErrNotFound,
+		"dangle":       errdefs.ErrNotFound,
+		"data/deep/no": errdefs.ErrNotFound,
+		"escape":       errdefs.ErrInvalidArgument,
+		"escape/x":     errdefs.ErrInvalidArgument,
+		"loop":         errdefs.ErrInvalidArgument,
+	} {
+		if _, err := SubPath(root, sub); !errors.Is(err, kind) {
+			t.Errorf("SubPath(%q) = %v, want %v", sub, err, kind)
+		}
 	}
 }
