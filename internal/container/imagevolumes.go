@@ -3,11 +3,15 @@ package container
 import (
 	"context"
 	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // imageVolume is an image volume of a container being created.
@@ -67,4 +71,31 @@ func (m *Manager) adoptImageVolumes(meta *Meta) {
 			m.images.AdoptImage(mt.Image.ID, meta.ID)
 		}
 	}
+}
+
+// RecordedImageVolumes lists the images that the container records under
+// stateDir mount as volumes, for `berthd wipe`, which removes the records
+// without a manager. An unreadable record is skipped.
+func RecordedImageVolumes(stateDir string) ([]string, error) {
+	records, err := store.Open(filepath.Join(stateDir, "containers"))
+	if err != nil {
+		return nil, err
+	}
+	ids, err := records.IDs()
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, id := range ids {
+		var meta Meta
+		if _, err := records.ReadCheck(id, metaFile, &meta); err != nil {
+			continue
+		}
+		for _, mt := range meta.Mounts {
+			if mt.Image != nil {
+				set[mt.Image.ID] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set)), nil
 }

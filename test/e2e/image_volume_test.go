@@ -244,3 +244,25 @@ func TestImageVolumeBadInput(t *testing.T) {
 		t.Fatalf("RemoveImage after refused creations: %v", err)
 	}
 }
+
+// `berthd wipe` unmounts the images its containers mounted as volumes,
+// and the image can then be removed.
+func TestImageVolumeWipe(t *testing.T) {
+	e := startVolEnv(t)
+	cfg := e.config("wiped", "sleep", "1000")
+	cfg.Mounts = []*runtimeapi.Mount{imageMount("/vol", e.volID, "")}
+	id := e.run(t, cfg)
+	root := volumeSource(t, e, id, "/vol")
+	e.d.Stop(t)
+	if n := mountCount(t, root); n != 1 {
+		t.Fatalf("image mounts with berthd stopped: %d, want 1", n)
+	}
+	berthdWipe(t, e.d)
+	if n := mountCount(t, root); n != 0 {
+		t.Fatalf("the image is still mounted %d times after wipe", n)
+	}
+	e.d.Start(t)
+	if err := e.removeImage(t); err != nil {
+		t.Fatalf("RemoveImage after wipe: %v", err)
+	}
+}
