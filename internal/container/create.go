@@ -279,6 +279,11 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 
 	layerTook := time.Since(tLayer)
 
+	volumes, err := m.mountImageVolumes(ctx, id, cfg, &u)
+	if err != nil {
+		return "", err
+	}
+
 	// OCI spec.
 	targetNS, err := m.targetPIDNS(sb.ID, cfg)
 	if err != nil {
@@ -291,6 +296,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	}
 	gen, err := spec.Generate(&spec.Input{
 		ID: id, Config: cfg, Image: img.Config.Config, RootFS: rootfs, TargetPIDNS: targetNS, Host: m.host,
+		ImageVolumes: volumes.sources(),
 		Sandbox: spec.Sandbox{
 			ID: sb.ID, Hostname: sb.Hostname, NetNS: sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS, PIDNS: sb.PIDNS,
 			CgroupParent: sb.CgroupParent, ShmPath: shm, ResolvConfPath: sb.ResolvConfPath,
@@ -319,7 +325,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
 		return "", fmt.Errorf("write config.json: %w", err)
 	}
-	meta := m.buildMeta(id, name, sb, cfg, img, handlerName, rt, conmonCgroup, logPath, bundle, gen)
+	meta := m.buildMeta(id, name, sb, cfg, img, handlerName, rt, conmonCgroup, logPath, bundle, gen, volumes)
 	if err := m.records.Write(id, metaFile, meta); err != nil {
 		return "", err
 	}
@@ -350,7 +356,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 }
 
 func (m *Manager) buildMeta(id, name string, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig, img *image.ImageInfo,
-	handlerName string, rt runtime.OCI, conmonCgroup *cgroups.Cgroup, logPath, bundle string, gen *spec.Result) *Meta {
+	handlerName string, rt runtime.OCI, conmonCgroup *cgroups.Cgroup, logPath, bundle string, gen *spec.Result, volumes imageVolumes) *Meta {
 	meta := &Meta{
 		Version: recordVersion, ID: id, Name: name, PodID: sb.ID,
 		CtrName: cfg.GetMetadata().GetName(), Attempt: cfg.GetMetadata().GetAttempt(),
@@ -371,10 +377,15 @@ func (m *Manager) buildMeta(id, name string, sb *pod.Sandbox, cfg *runtimeapi.Co
 	// of the several an image may be stored under.
 	meta.Image.Name, meta.Image.Digest = img.Tag, img.RepoDigest
 	for _, mt := range cfg.GetMounts() {
-		meta.Mounts = append(meta.Mounts, Mount{
+		rec := Mount{
 			ContainerPath: mt.GetContainerPath(), HostPath: mt.GetHostPath(), Readonly: mt.GetReadonly(),
 			SelinuxRelabel: mt.GetSelinuxRelabel(), Propagation: int32(mt.GetPropagation()),
-		})
+		}
+		if v, ok := volumes[mt.GetContainerPath()]; ok {
+			rec.Readonly = true
+			rec.Image = &ImageVolume{Image: mt.GetImage().GetImage(), ID: v.image.ID, Digest: v.image.Digest, SubPath: mt.GetImageSubPath()}
+		}
+		meta.Mounts = append(meta.Mounts, rec)
 	}
 	hostPID := true
 	for _, ns := range gen.Spec.Linux.Namespaces {

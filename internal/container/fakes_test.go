@@ -440,6 +440,14 @@ func (i *fakeImages) ResolveNamed(_ context.Context, name, _ string) (*image.Ima
 		Config: ociv1.Image{Config: ociv1.ImageConfig{Cmd: []string{"sleep", "60"}, Env: []string{"PATH=/bin"}}}}, nil
 }
 
+func (i *fakeImages) MountImage(context.Context, string, string) (*image.MountedImage, error) {
+	return nil, fmt.Errorf("fake images mount no image volumes")
+}
+
+func (i *fakeImages) ReleaseImages(string) error { return nil }
+
+func (i *fakeImages) AdoptImage(string, string) {}
+
 func (i *fakeImages) Store() (storage.Store, error) {
 	return nil, errors.New("fake images have no store")
 }

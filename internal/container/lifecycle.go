@@ -149,6 +149,11 @@ func (m *Manager) remove(ctx context.Context, c *container, cleaned chan struct{
 	if err != nil {
 		return err
 	}
+	// The images mounted as volumes are released once the container's
+	// process and mounts are gone; the last user unmounts them.
+	if err := m.images.ReleaseImages(id); err != nil {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
 	if err := os.RemoveAll(c.meta.Bundle); err != nil {
 		m.log.Warn("remove bundle", "id", id, "error", err)
 	}

@@ -74,6 +74,9 @@ func (m *Manager) load(rebooted bool) LoadReport {
 			rep.FromPrev++
 			m.log.Warn("container record was torn; using its previous copy", "id", id, "file", metaFile)
 		}
+		// Taken before anything else so that a container discarded below
+		// releases its images as a removal would.
+		m.adoptImageVolumes(&meta)
 		var st Status
 		sprev, serr := m.records.ReadCheck(id, statusFile, &st)
 		if sprev {
@@ -262,6 +265,9 @@ func (m *Manager) discard(id string, meta *Meta, conmon runtime.Proc, removeLog 
 		if err := m.removeLayer(storageID); err != nil {
 			log.Warn("discard: writable layer", "error", err)
 		}
+	}
+	if err := m.images.ReleaseImages(id); err != nil {
+		log.Warn("discard: image volumes", "error", err)
 	}
 	if err := os.RemoveAll(bundle); err != nil {
 		log.Warn("discard: bundle", "error", err)

@@ -46,10 +46,15 @@ import (
 // having died without an exit file (CRI-O checks every 10 s).
 const probeInterval = 10 * time.Second
 
-// Images is what the manager needs from the image service.
+// Images is what the manager needs from the image service: resolving
+// images, their storage, and the mounts of images used as volumes,
+// which the image service counts by container.
 type Images interface {
 	ResolveNamed(ctx context.Context, nameOrID, userSpecified string) (*image.ImageInfo, error)
 	Store() (storage.Store, error)
+	MountImage(ctx context.Context, nameOrID, holder string) (*image.MountedImage, error)
+	ReleaseImages(holder string) error
+	AdoptImage(id, holder string)
 }
 
 // Layers is the part of containers/storage that holds the containers'

@@ -60,6 +60,19 @@ type Mount struct {
 	Readonly       bool   `json:"readonly,omitempty"`
 	SelinuxRelabel bool   `json:"selinux_relabel,omitempty"`
 	Propagation    int32  `json:"propagation,omitempty"`
+	// Image is set for an image volume: the image it mounts, which the
+	// container holds a reference on until it is removed.
+	Image *ImageVolume `json:"image,omitempty"`
+}
+
+// ImageVolume is the image an image volume mounts.
+type ImageVolume struct {
+	// Image is the reference the request gave.
+	Image string `json:"image"`
+	// ID is the storage image ID; Digest a repo@digest (or the ID).
+	ID      string `json:"id"`
+	Digest  string `json:"digest"`
+	SubPath string `json:"sub_path,omitempty"`
 }
 
 // ImageRef is the image a container runs, as requested and as resolved.

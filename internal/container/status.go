@@ -80,10 +80,17 @@ func criStatus(meta *Meta, st Status) *runtimeapi.ContainerStatus {
 		out.ExitCode, out.Reason, out.Message = st.ExitCode, st.Reason, st.Message
 	}
 	for _, mt := range meta.Mounts {
-		out.Mounts = append(out.Mounts, &runtimeapi.Mount{
+		cm := &runtimeapi.Mount{
 			ContainerPath: mt.ContainerPath, HostPath: mt.HostPath, Readonly: mt.Readonly,
 			SelinuxRelabel: mt.SelinuxRelabel, Propagation: runtimeapi.MountPropagation(mt.Propagation),
-		})
+		}
+		if v := mt.Image; v != nil {
+			// image_ref is the image's digest, as the container's own
+			// image_ref is (the kubelet shows it as the volume's imageID).
+			cm.Image = &runtimeapi.ImageSpec{Image: v.Image, ImageRef: v.Digest}
+			cm.ImageSubPath = v.SubPath
+		}
+		out.Mounts = append(out.Mounts, cm)
 	}
 	if st.Resources != nil {
 		out.Resources = &runtimeapi.ContainerResources{Linux: cloneResources(st.Resources)}

@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containers/storage"
+
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
@@ -82,7 +85,11 @@ func Wipe(ctx context.Context, loader config.Loader, log *slog.Logger) error {
 	}
 	sw := pods.Sweep(ctx)
 
-	nstorage, err := wipeStorage(current, log)
+	volumes, err := container.RecordedImageVolumes(b.StateDir)
+	if err != nil {
+		log.Warn("wipe: read the images containers mount as volumes", "error", err)
+	}
+	nstorage, err := wipeStorage(current, log, volumes)
 	if err != nil {
 		log.Warn("wipe: storage", "error", err)
 	}
@@ -101,8 +108,9 @@ func Wipe(ctx context.Context, loader config.Loader, log *slog.Logger) error {
 }
 
 // wipeStorage deletes the writable layers berth made (their metadata
-// names a pod); it opens storage only if it exists.
-func wipeStorage(current func() *config.Config, log *slog.Logger) (int, error) {
+// names a pod) and unmounts the images its containers mounted as volumes
+// (imageVolumes); it opens storage only if it exists.
+func wipeStorage(current func() *config.Config, log *slog.Logger, imageVolumes []string) (int, error) {
 	opts, err := image.StoreOptions(current())
 	if err != nil {
 		return 0, err
@@ -132,6 +140,11 @@ func wipeStorage(current func() *config.Config, log *slog.Logger) (int, error) {
 			continue
 		}
 		n++
+	}
+	for _, id := range imageVolumes {
+		if _, err := st.UnmountImage(id, true); err != nil && !errors.Is(err, storage.ErrImageUnknown) {
+			log.Warn("wipe: unmount image volume", "image", id, "error", err)
+		}
 	}
 	return n, nil
 }

@@ -18,10 +18,10 @@ import (
 // A tag of an image that has other names (tags, or repo@digest names it
 // was pulled by) is only untagged, as CRI-O does. Anything else (an ID,
 // an ID prefix, a digest, an image's last name) deletes the image, which is
-// refused with errdefs.ErrFailedPrecondition when the image is pinned or
-// a container in storage uses it. A missing image wraps
-// errdefs.ErrNotFound (the CRI handler treats that as done, as the CRI
-// asks removal to be idempotent).
+// refused with errdefs.ErrFailedPrecondition when the image is pinned,
+// a container in storage uses it, or a container mounts it as a volume.
+// A missing image wraps errdefs.ErrNotFound (the CRI handler treats
+// that as done, as the CRI asks removal to be idempotent).
 func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 	store, err := s.Store()
 	if err != nil {
@@ -60,7 +60,14 @@ func (s *Service) Remove(ctx context.Context, nameOrID string) error {
 	if pinned(patterns, img.ID, tags, digests) {
 		return fmt.Errorf("%s: the image is pinned by pinned_images or pause_image: %w", what, errdefs.ErrFailedPrecondition)
 	}
-	if _, err := store.DeleteImage(img.ID, true); err != nil {
+	err = s.mounts.whileUnused(img.ID, func() error {
+		_, err := store.DeleteImage(img.ID, true)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		if errors.Is(err, storage.ErrImageUsedByContainer) {
 			return fmt.Errorf("%s: %s: %w", what, usersOf(store, img.ID), errdefs.ErrFailedPrecondition)
 		}

@@ -41,6 +41,8 @@ type Service struct {
 	pulls flightGroup
 	// janitor removes the layers a failed pull or import leaves behind.
 	janitor janitor
+	// mounts counts the containers using each image as a volume.
+	mounts imageMounts
 
 	// configs caches image configs by image ID: an ID is the digest of
 	// its config, so an entry never goes stale, and ImageStatus (called

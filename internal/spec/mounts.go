@@ -49,21 +49,20 @@ func ValidateMounts(mounts []*runtimeapi.Mount) error {
 			return invalid("two mounts at %s", dst)
 		}
 		seen[dst] = true
-		if m.GetImage().GetImage() != "" {
-			return invalid("mount %s: image volumes are not supported", dst)
-		}
-		if m.GetRecursiveReadOnly() {
-			// Read-only all the way down needs a read-only mount whose
-			// submounts cannot come back through propagation.
-			if !m.GetReadonly() {
-				return invalid("mount %s: recursive_read_only requires readonly", dst)
-			}
-			if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
-				return invalid("mount %s: recursive_read_only requires private propagation, not %v", dst, m.GetPropagation())
-			}
-		}
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 			return invalid("mount %s: id-mapped mounts are not supported", dst)
+		}
+		if err := validateRecursiveReadOnly(dst, m); err != nil {
+			return err
+		}
+		if m.GetImage().GetImage() != "" {
+			if err := validateImageMount(dst, m); err != nil {
+				return err
+			}
+			continue
+		}
+		if m.GetImageSubPath() != "" {
+			return invalid("mount %s: image_sub_path is set without image", dst)
 		}
 		src := m.GetHostPath()
 		if !filepath.IsAbs(src) {
@@ -78,6 +77,48 @@ func ValidateMounts(mounts []*runtimeapi.Mount) error {
 	}
 	return nil
 }
+
+func validateRecursiveReadOnly(dst string, m *runtimeapi.Mount) error {
+	if !m.GetRecursiveReadOnly() {
+		return nil
+	}
+	// Read-only all the way down needs a read-only mount whose
+	// submounts cannot come back through propagation.
+	if !m.GetReadonly() {
+		return invalid("mount %s: recursive_read_only requires readonly", dst)
+	}
+	if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+		return invalid("mount %s: recursive_read_only requires private propagation, not %v", dst, m.GetPropagation())
+	}
+	return nil
+}
+
+// validateImageMount checks an image volume (KEP-4639): its content
+// comes from the image alone, and its sub path stays inside the image.
+// Whether the sub path exists, or leaves the image through a symlink,
+// is only known once the image is mounted (image.SubPath).
+func validateImageMount(dst string, m *runtimeapi.Mount) error {
+	if m.GetHostPath() != "" {
+		return invalid("mount %s: host_path and image are both set; an image volume takes its content from the image only", dst)
+	}
+	sub := m.GetImageSubPath()
+	if sub == "" {
+		return nil
+	}
+	if path.IsAbs(sub) {
+		return invalid("mount %s: image_sub_path %q must be relative to the image's root", dst, sub)
+	}
+	if strings.ContainsAny(sub, "\x00\n\r") {
+		return invalid("mount %s: image_sub_path %q contains a control character", dst, sub)
+	}
+	if slices.Contains(strings.Split(sub, "/"), "..") {
+		return invalid("mount %s: image_sub_path %q contains '..'", dst, sub)
+	}
+	return nil
+}
+
+// IsImageMount reports whether m mounts an image (an image volume).
+func IsImageMount(m *runtimeapi.Mount) bool { return m.GetImage().GetImage() != "" }
 
 // WantsRecursiveReadOnly reports whether any mount asks for a recursive
 // read-only mount, which the OCI runtime and kernel must support.
@@ -131,7 +172,7 @@ func podMounts(sb *Sandbox, readonly bool) []specs.Mount {
 
 // userMounts turns the request's mounts into bind mounts and reports the
 // strongest propagation asked for, which the rootfs must allow.
-func userMounts(mounts []*runtimeapi.Mount) ([]specs.Mount, string, error) {
+func userMounts(mounts []*runtimeapi.Mount, imageVolumes map[string]string) ([]specs.Mount, string, error) {
 	var out []specs.Mount
 	rootProp := ""
 	for _, m := range mounts {
@@ -154,7 +195,14 @@ func userMounts(mounts []*runtimeapi.Mount) ([]specs.Mount, string, error) {
 		default:
 			return nil, "", invalid("mount %s: unknown propagation %v", dst, m.GetPropagation())
 		}
-		if m.GetReadonly() {
+		src := m.GetHostPath()
+		if IsImageMount(m) {
+			if src = imageVolumes[m.GetContainerPath()]; src == "" {
+				return nil, "", fmt.Errorf("mount %s: image %s is not mounted", dst, m.GetImage().GetImage())
+			}
+		}
+		// An image volume is read-only whatever the request says.
+		if m.GetReadonly() || IsImageMount(m) {
 			opts = append(opts, "ro")
 		} else {
 			opts = append(opts, "rw")
@@ -170,7 +218,7 @@ func userMounts(mounts []*runtimeapi.Mount) ([]specs.Mount, string, error) {
 			}
 			opts = append(opts, o)
 		}
-		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: m.GetHostPath(), Options: opts})
+		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
 	}
 	return out, rootProp, nil
 }

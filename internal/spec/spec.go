@@ -66,8 +66,11 @@ type Input struct {
 	// TargetPIDNS is the PID namespace path of the target container for
 	// the TARGET pid mode.
 	TargetPIDNS string
-	Host        *Host
-	Options     Options
+	// ImageVolumes are the host sources of the request's image mounts
+	// (the mounted image, or its sub path), by container path.
+	ImageVolumes map[string]string
+	Host         *Host
+	Options      Options
 }
 
 // Result is the spec and what was decided on the way.
@@ -201,7 +204,7 @@ func Generate(in *Input) (*Result, error) {
 	s.Linux.Namespaces = ns
 
 	// Mounts: runtime defaults, the pod's shared files, then the request.
-	um, rootProp, err := userMounts(cfg.GetMounts())
+	um, rootProp, err := userMounts(cfg.GetMounts(), in.ImageVolumes)
 	if err != nil {
 		return nil, err
 	}
