@@ -25,6 +25,7 @@ import (
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/testutil"
 )
 
 // errInjected is what a fake step told to fail returns.
@@ -530,17 +531,7 @@ func (e *env) create(name string, args ...string) string {
 // await waits for event typ of container id.
 func (e *env) await(id string, typ runtimeapi.ContainerEventType) {
 	e.t.Helper()
-	timeout := time.After(time.Minute) // a hang guard, not a timing check
-	for {
-		select {
-		case ev := <-e.sub.C:
-			if ev.ContainerId == id && ev.ContainerEventType == typ {
-				return
-			}
-		case <-timeout:
-			e.t.Fatalf("no %s event for %s", typ, id)
-		}
-	}
+	testutil.AwaitEvent(e.t, e.sub, id, typ)
 }
 
 func (e *env) status(id string) *runtimeapi.ContainerStatus {

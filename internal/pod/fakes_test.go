@@ -11,7 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
 	"github.com/berth-cri/berth/internal/runtime"
+	"github.com/berth-cri/berth/internal/testutil"
 )
 
 var errInjected = errors.New("injected failure")
@@ -334,17 +334,7 @@ func (e *env) get(id string) *Sandbox {
 // await waits for event typ of pod id.
 func (e *env) await(id string, typ runtimeapi.ContainerEventType) {
 	e.t.Helper()
-	timeout := time.After(time.Minute) // a hang guard, not a timing check
-	for {
-		select {
-		case ev := <-e.sub.C:
-			if ev.ContainerId == id && ev.ContainerEventType == typ {
-				return
-			}
-		case <-timeout:
-			e.t.Fatalf("no %s event for pod %s", typ, id)
-		}
-	}
+	testutil.AwaitEvent(e.t, e.sub, id, typ)
 }
 
 // diskState is the pod's state as the next berthd would read it.
