@@ -31,6 +31,14 @@ func TestCLIListsThroughStreams(t *testing.T) {
 	}
 	cliShort := func(args ...string) []string { return short(cliIDs(t, cli(t, d, args...))) }
 
+	// berthd logs a request before answering it, but the test reads the
+	// log through a pipe: the segment below starts once the unary calls
+	// made here are in it, so it holds only what the CLI asked.
+	logged := func(m string) int { return strings.Count(d.Log(), "method="+m+" ") }
+	unaryBefore := map[string]int{}
+	for _, m := range []string{"ListContainers", "ListPodSandbox", "ListImages"} {
+		unaryBefore[m] = logged(m)
+	}
 	ctrs, err := d.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +62,12 @@ func TestCLIListsThroughStreams(t *testing.T) {
 	var imgIDs []string
 	for _, i := range imgs.GetImages() {
 		imgIDs = append(imgIDs, i.GetId())
+	}
+	for m, n := range unaryBefore {
+		deadline := time.Now().Add(10 * time.Second)
+		for logged(m) <= n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	// From here on every list request comes from the CLI.
 	logStart := len(d.Log())
