@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -403,12 +403,12 @@ func (m *Manager) buildMeta(id, name string, sb *pod.Sandbox, cfg *runtimeapi.Co
 // process's user, as with CRI-O, so that the process can write there.
 func makeDirs(rootfs string, gen *spec.Result) error {
 	for _, d := range gen.Volumes {
-		if err := securejoin.MkdirAll(rootfs, d, 0o755); err != nil {
+		if err := pathrs.MkdirAll(rootfs, d, 0o755); err != nil {
 			return fmt.Errorf("create volume %s in the container: %w (%w)", d, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	cwd := gen.Spec.Process.Cwd
-	if f, err := securejoin.OpenInRoot(rootfs, cwd); err == nil {
+	if f, err := pathrs.OpenInRoot(rootfs, cwd); err == nil {
 		f.Close()
 		return nil
 	}
@@ -417,7 +417,7 @@ func makeDirs(rootfs string, gen *spec.Result) error {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
-	h, err := securejoin.MkdirAllHandle(root, cwd, 0o755)
+	h, err := pathrs.MkdirAllHandle(root, cwd, 0o755)
 	if err != nil {
 		return fmt.Errorf("create working directory %s in the container: %w (%w)", cwd, err, errdefs.ErrInvalidArgument)
 	}

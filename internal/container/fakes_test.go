@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 	ociv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/runtime"

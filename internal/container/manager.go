@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-cri/berth/internal/cgroups"

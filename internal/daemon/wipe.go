@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"syscall"
 
-	"github.com/containers/image/v5/docker"
-	"github.com/containers/image/v5/signature"
-	"github.com/containers/storage"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/storage"
 	"github.com/docker/distribution/registry/api/errcode"
 
 	"github.com/berth-cri/berth/internal/errdefs"

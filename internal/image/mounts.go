@@ -14,7 +14,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )

@@ -3,7 +3,7 @@ package image
 import (
 	"os"
 
-	"github.com/containers/storage/pkg/reexec"
+	"go.podman.io/storage/pkg/reexec"
 )
 
 // containers/storage unpacks layers (and mounts overlays with long option

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/containers/storage"
-	"github.com/containers/storage/types"
+	"go.podman.io/storage"
+	"go.podman.io/storage/types"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -23,14 +23,21 @@ func StoreOptions(cfg *config.Config) (types.StoreOptions, error) {
 	b := cfg.Berth
 	var opts types.StoreOptions
 	if b.StorageConf != "" {
-		// ReloadConfigurationFile silently ignores a missing file; a
-		// storage.conf named in berth's config must exist.
+		// go.podman.io/storage takes a named storage.conf only through
+		// this variable, and then silently skips a missing file; a
+		// storage.conf named in berth's config must exist. Its drop-ins
+		// (storage.conf.d) apply on top, as in podman and CRI-O.
 		if _, err := os.Stat(b.StorageConf); err != nil {
 			return opts, fmt.Errorf("storage.conf %s: %w", b.StorageConf, err)
 		}
-		if err := types.ReloadConfigurationFile(b.StorageConf, &opts); err != nil {
+		if err := os.Setenv("CONTAINERS_STORAGE_CONF", b.StorageConf); err != nil {
+			return opts, fmt.Errorf("name storage.conf %s: %w", b.StorageConf, err)
+		}
+		loaded, err := types.LoadStoreOptions(types.LoadOptions{})
+		if err != nil {
 			return opts, fmt.Errorf("read storage.conf %s: %w", b.StorageConf, err)
 		}
+		opts = loaded
 	}
 	opts.GraphRoot, opts.RunRoot = b.Root, b.RunRoot
 	if b.StorageDriver != "" {

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/pod"

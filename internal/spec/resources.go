@@ -106,7 +106,7 @@ func Resources(r *runtimeapi.LinuxContainerResources, pidsLimit int64, h *Host, 
 	}
 	if pidsLimit > 0 {
 		if h.HasController("pids") {
-			out.Pids = &specs.LinuxPids{Limit: pidsLimit}
+			out.Pids = &specs.LinuxPids{Limit: ptr(pidsLimit)}
 		} else {
 			*adapted = append(*adapted, "no pids cgroup controller: pids limit ignored")
 		}

@@ -29,7 +29,7 @@ func TestResources(t *testing.T) {
 	if *r.Memory.Limit != 64<<20 || *r.Memory.Swap != 64<<20 {
 		t.Fatalf("memory %+v", r.Memory)
 	}
-	if r.Pids.Limit != 1024 {
+	if *r.Pids.Limit != 1024 {
 		t.Fatalf("pids %+v", r.Pids)
 	}
 	if len(r.HugepageLimits) != 0 || len(r.Unified) != 0 {

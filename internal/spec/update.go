@@ -61,8 +61,8 @@ func UpdatedResources(cur, sent *specs.LinuxResources) *specs.LinuxResources {
 			out.Memory.Swap = ptr(*m.Swap)
 		}
 	}
-	if sent.Pids != nil && sent.Pids.Limit != 0 {
-		out.Pids = &specs.LinuxPids{Limit: sent.Pids.Limit}
+	if sent.Pids != nil && valueOr(sent.Pids.Limit, 0) != 0 {
+		out.Pids = &specs.LinuxPids{Limit: ptr(*sent.Pids.Limit)}
 	}
 	if len(sent.Unified) > 0 {
 		if out.Unified == nil {
@@ -166,10 +166,10 @@ func RestoreResources(before, sent *specs.LinuxResources) *specs.LinuxResources 
 			out.Memory.Swap = ptr(valueOr(was.Swap, -1))
 		}
 	}
-	if sent.Pids != nil && sent.Pids.Limit != 0 {
-		out.Pids = &specs.LinuxPids{Limit: -1}
-		if before.Pids != nil && before.Pids.Limit != 0 {
-			out.Pids.Limit = before.Pids.Limit
+	if sent.Pids != nil && valueOr(sent.Pids.Limit, 0) != 0 {
+		out.Pids = &specs.LinuxPids{Limit: ptr(int64(-1))}
+		if before.Pids != nil && valueOr(before.Pids.Limit, 0) != 0 {
+			out.Pids.Limit = ptr(*before.Pids.Limit)
 		}
 	}
 	for k := range sent.Unified {

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/cyphar/filepath-securejoin/pathrs-lite"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -57,7 +57,7 @@ type groupEntry struct {
 // readInRoot reads file p inside root without following any symlink or
 // ".." out of it: root is an untrusted image. A missing file is nil, nil.
 func readInRoot(root, p string) ([]byte, error) {
-	f, err := securejoin.OpenInRoot(root, p)
+	f, err := pathrs.OpenInRoot(root, p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
@@ -66,7 +66,7 @@ func readInRoot(root, p string) ([]byte, error) {
 	}
 	defer f.Close()
 	// OpenInRoot returns an O_PATH handle; reopen it for reading.
-	rf, err := securejoin.Reopen(f, 0)
+	rf, err := pathrs.Reopen(f, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s in the container: %w", p, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/errdefs"

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/containers/storage"
-	"github.com/containers/storage/types"
+	"go.podman.io/storage"
+	"go.podman.io/storage/types"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containers/storage"
+	"go.podman.io/storage"
 	"google.golang.org/grpc/codes"
 
 	"github.com/berth-cri/berth/internal/config"
