@@ -48,6 +48,8 @@ func TestKubelet(t *testing.T) {
 			{"node-limits", testNodeLimits},
 			{"list-streams", testListStreams},
 			{"evented-pleg-exit", testEventedExit},
+			{"image-volume", testImageVolume},
+			{"supplemental-groups-policy", testSupplementalGroupsPolicy},
 		} {
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
