@@ -72,6 +72,9 @@ func TestCDIDevices(t *testing.T) {
 	data := t.TempDir()
 	writeTestFile(t, filepath.Join(data, "hello"), "hello from cdi\n")
 	specDir := filepath.Join(e.d.Dir, "cdi")
+	// Loaded (and watched) before any spec exists: the specs below are
+	// picked up by the watch.
+	waitExtInfo(t, e, "no CDI device yet", func(i extInfo) bool { return len(i.CDI.Devices) == 0 && len(i.CDI.SpecDirs) == 1 })
 	writeTestFile(t, filepath.Join(specDir, "broken.yaml"), "cdiVersion: [not yaml\n")
 	writeTestFile(t, filepath.Join(specDir, "evil.json"), `{"cdiVersion": "0.6.0", "kind": "berth.test/evil",
  "devices": [{"name": "passwd", "containerEdits": {"deviceNodes": [{"path": "/etc/passwd", "hostPath": "`+node+`"}]}}]}`)
@@ -131,6 +134,7 @@ func TestOCIHooks(t *testing.T) {
 	e := startCtrEnv(t)
 	marks := t.TempDir()
 	hookDir := filepath.Join(e.d.Dir, "hooks.d")
+	waitExtInfo(t, e, "no hook yet", func(i extInfo) bool { return len(i.Hooks.Hooks) == 0 && len(i.Hooks.Dirs) == 1 })
 	// The hook gets the container's state on stdin; it keeps one copy
 	// per run.
 	writeTestFile(t, filepath.Join(hookDir, "50-marker.json"), fmt.Sprintf(`{"version": "1.0.0",
@@ -164,6 +168,18 @@ func TestOCIHooks(t *testing.T) {
 	}
 	if state.ID != id || state.Annotations["e2e.example.com/marker"] != "on" {
 		t.Errorf("hook ran for %q (annotations %v), want %s", state.ID, state.Annotations, id)
+	}
+
+	// Removed from the dir, the hook no longer runs.
+	if err := os.Remove(filepath.Join(hookDir, "50-marker.json")); err != nil {
+		t.Fatal(err)
+	}
+	waitExtInfo(t, e, "the marker hook gone", func(i extInfo) bool { return len(i.Hooks.Hooks) == 0 })
+	again := e.config("hooked-again", "sleep", "3600")
+	again.Annotations = map[string]string{"e2e.example.com/marker": "on"}
+	e.run(t, again)
+	if files, _ := filepath.Glob(filepath.Join(marks, "state-*.json")); len(files) != 1 {
+		t.Errorf("a removed hook ran: %d state files", len(files))
 	}
 }
 
