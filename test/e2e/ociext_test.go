@@ -208,6 +208,18 @@ func TestDefaultMounts(t *testing.T) {
 	if m := info.DefaultMounts.Mounts; len(m) != 1 || m[0].Source != src || m[0].Destination != "/run/berth-default" {
 		t.Errorf("/info default mounts: %+v", info.DefaultMounts)
 	}
+
+	// default_mounts_file is reloadable: after SIGHUP the next container
+	// gets the other file's mounts.
+	other := filepath.Join(e.d.Dir, "mounts-other.conf")
+	writeTestFile(t, other, src+":/run/berth-other\n")
+	e.d.WriteDropIn(t, "60-mounts.toml", fmt.Sprintf("[berth.runtime]\ndefault_mounts_file = %q\n", other))
+	reloadAndWait(t, e.d)
+	id = e.run(t, e.config("defmount-reloaded", "sleep", "3600"))
+	r = e.exec(t, id, 10, "sh", "-c", "cat /run/berth-other/content; test -e /run/berth-default || echo old-gone")
+	if got := string(r.GetStdout()); got != "from the host\nold-gone\n" {
+		t.Errorf("after the reload: %q", got)
+	}
 }
 
 func writeTestFile(t *testing.T, path, content string) {
