@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
@@ -73,8 +74,16 @@ func (h *hookSet) close() {
 	<-h.done
 }
 
+// settle is how long the hook dirs must be quiet before a reload: a file
+// being written shows as a create then writes, and reading it after the
+// create alone would report a half-written hook as broken.
+const settle = 100 * time.Millisecond
+
 func (h *hookSet) watch() {
 	defer close(h.done)
+	timer := time.NewTimer(settle)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case ev, ok := <-h.watcher.Events:
@@ -82,8 +91,10 @@ func (h *hookSet) watch() {
 				return
 			}
 			if ev.Op&(fsnotify.Create|fsnotify.Write|fsnotify.Remove|fsnotify.Rename) != 0 {
-				h.reload()
+				timer.Reset(settle)
 			}
+		case <-timer.C:
+			h.reload()
 		case err, ok := <-h.watcher.Errors:
 			if !ok {
 				return

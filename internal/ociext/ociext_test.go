@@ -20,7 +20,7 @@ type fixture struct {
 	x                           *Extensions
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{cdiDir: filepath.Join(dir, "cdi"), hookDir: filepath.Join(dir, "hooks"), mountsFile: filepath.Join(dir, "mounts.conf")}
@@ -36,7 +36,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func write(t *testing.T, path, content string) {
+func write(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
