@@ -31,17 +31,23 @@ type cdiRegistry struct {
 	logged map[string]bool
 }
 
+// newCDIRegistry watches dirs; no dirs means CDI is off (the cdi
+// package would take an empty list for its default dirs).
 func newCDIRegistry(dirs []string, log *slog.Logger) *cdiRegistry {
-	// NewCache never fails (its error is kept for API compatibility).
-	cache, _ := cdi.NewCache(cdi.WithSpecDirs(dirs...), cdi.WithAutoRefresh(true))
-	r := &cdiRegistry{dirs: slices.Clone(dirs), cache: cache, log: log, logged: map[string]bool{}}
-	r.logErrors()
+	r := &cdiRegistry{dirs: slices.Clone(dirs), log: log, logged: map[string]bool{}}
+	if len(dirs) > 0 {
+		// NewCache never fails (its error is kept for API compatibility).
+		r.cache, _ = cdi.NewCache(cdi.WithSpecDirs(dirs...), cdi.WithAutoRefresh(true))
+		r.logErrors()
+	}
 	return r
 }
 
 func (r *cdiRegistry) close() {
-	// Turning auto-refresh off stops the cache's watcher.
-	_ = r.cache.Configure(cdi.WithAutoRefresh(false))
+	if r.cache != nil {
+		// Turning auto-refresh off stops the cache's watcher.
+		_ = r.cache.Configure(cdi.WithAutoRefresh(false))
+	}
 }
 
 // requested returns the devices a container asks for: the cdi_devices of
@@ -78,6 +84,9 @@ func (r *cdiRegistry) inject(s *rspec.Spec, req Request) error {
 	names, err := requested(req)
 	if err != nil || len(names) == 0 {
 		return err
+	}
+	if r.cache == nil {
+		return fmt.Errorf("CDI devices %s: no CDI spec dirs are configured (cdi_spec_dirs): %w", strings.Join(names, ", "), errdefs.ErrNotFound)
 	}
 	// Refresh watches a spec dir created since the last look (and reads
 	// it); its error repeats the spec errors logged below.
@@ -156,6 +165,9 @@ type CDIReport struct {
 }
 
 func (r *cdiRegistry) report() CDIReport {
+	if r.cache == nil {
+		return CDIReport{SpecDirs: []string{}, Devices: []string{}}
+	}
 	// Refresh picks up a dir created since the last look; its error
 	// repeats the spec errors GetErrors returns.
 	_ = r.cache.Refresh()

@@ -222,3 +222,23 @@ func TestDefaultMounts(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 }
+
+// No CDI spec dirs means no CDI (not the cdi package's default dirs),
+// and no hook dirs means no hooks.
+func TestNoDirsConfigured(t *testing.T) {
+	cfg := config.Default()
+	cfg.Berth.Runtime.CDISpecDirs, cfg.Berth.Runtime.HooksDirs, cfg.Berth.Runtime.DefaultMountsFile = nil, nil, ""
+	x := New(func() *config.Config { return cfg }, nil)
+	t.Cleanup(x.Close)
+	err := x.Apply(baseSpec(), Request{CDIDevices: []string{"berth.test/null=one"}})
+	if !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "cdi_spec_dirs") {
+		t.Errorf("CDI device without spec dirs: %v", err)
+	}
+	s := baseSpec()
+	if err := x.Apply(s, Request{}); err != nil || s.Hooks != nil || len(s.Mounts) != 0 {
+		t.Errorf("nothing configured: %v, hooks %+v, mounts %+v", err, s.Hooks, s.Mounts)
+	}
+	if r := x.Report(); len(r.CDI.SpecDirs) != 0 || len(r.CDI.Devices) != 0 || len(r.Hooks.Dirs) != 0 {
+		t.Errorf("report %+v", r)
+	}
+}
