@@ -215,7 +215,7 @@ type HookInfo struct {
 func (h *hookSet) report() HooksReport {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	rep := HooksReport{Dirs: slices.Clone(h.dirs), Hooks: []HookInfo{}}
+	rep := HooksReport{Dirs: append([]string{}, h.dirs...), Hooks: []HookInfo{}}
 	for _, lh := range h.hooks {
 		rep.Hooks = append(rep.Hooks, HookInfo{File: lh.path, Path: lh.hook.Hook.Path, Stages: lh.hook.Stages, When: lh.hook.When})
 	}
