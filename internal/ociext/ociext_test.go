@@ -242,3 +242,29 @@ func TestNoDirsConfigured(t *testing.T) {
 		t.Errorf("report %+v", r)
 	}
 }
+
+// The other "when" conditions reach the hooks package: hasBindMounts
+// from the request, commands from the spec's process, always.
+func TestHookConditions(t *testing.T) {
+	f := newFixture(t)
+	_, hooks := f.x.parts()
+	write(t, filepath.Join(f.hookDir, "bind.json"), `{"version": "1.0.0", "hook": {"path": "/bin/true"}, "when": {"hasBindMounts": true}, "stages": ["poststop"]}`)
+	write(t, filepath.Join(f.hookDir, "cmd.json"), `{"version": "1.0.0", "hook": {"path": "/bin/true"}, "when": {"commands": ["^/bin/sh$"]}, "stages": ["poststart"]}`)
+	write(t, filepath.Join(f.hookDir, "all.json"), `{"version": "1.0.0", "hook": {"path": "/bin/true"}, "when": {"always": true}, "stages": ["createContainer", "startContainer"]}`)
+	hooks.reload()
+	s := baseSpec()
+	if err := f.x.Apply(s, Request{HasBindMounts: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Hooks.Poststop) != 1 || len(s.Hooks.Poststart) != 1 || len(s.Hooks.CreateContainer) != 1 || len(s.Hooks.StartContainer) != 1 {
+		t.Errorf("sh with bind mounts: hooks %+v", s.Hooks)
+	}
+	s = baseSpec()
+	s.Process.Args = []string{"/bin/sleep"}
+	if err := f.x.Apply(s, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Hooks.Poststop) != 0 || len(s.Hooks.Poststart) != 0 || len(s.Hooks.CreateContainer) != 1 {
+		t.Errorf("sleep without bind mounts: hooks %+v", s.Hooks)
+	}
+}
