@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,11 +152,12 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// apply adds the hooks whose conditions match s (its annotations and
-// process) to s, in the order of their file names, as the hooks package
-// orders them. "prestart" goes to createRuntime, where the hooks package
-// puts it (prestart is deprecated in the runtime spec).
-func (h *hookSet) apply(s *rspec.Spec, hasBindMounts bool) error {
+// apply adds the hooks whose conditions match s (its process and its
+// annotations, over which the pod's are laid, as CRI-O matches them) to
+// s, in the order of their file names, as the hooks package orders them.
+// "prestart" goes to createRuntime, where the hooks package puts it
+// (prestart is deprecated in the runtime spec).
+func (h *hookSet) apply(s *rspec.Spec, podAnnotations map[string]string, hasBindMounts bool) error {
 	h.mu.RLock()
 	list := make([]string, 0, len(h.hooks))
 	for name := range h.hooks {
@@ -163,10 +165,18 @@ func (h *hookSet) apply(s *rspec.Spec, hasBindMounts bool) error {
 	}
 	hs := h.hooks
 	h.mu.RUnlock()
+	if len(list) == 0 {
+		return nil
+	}
 	slices.SortFunc(list, func(a, b string) int { return cmp.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	annotations := maps.Clone(s.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	maps.Copy(annotations, podAnnotations)
 	for _, name := range list {
 		lh := hs[name]
-		match, err := lh.hook.When.Match(s, s.Annotations, hasBindMounts)
+		match, err := lh.hook.When.Match(s, annotations, hasBindMounts)
 		if err != nil {
 			return fmt.Errorf("matching hook %s: %w", lh.path, err)
 		}

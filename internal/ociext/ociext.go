@@ -27,8 +27,12 @@ type Request struct {
 	// Annotations are the container's CRI annotations: CDI device
 	// requests (cdi.k8s.io/*) are taken from them.
 	Annotations map[string]string
-	// HasBindMounts says whether the CRI request mounts host paths (a
-	// hook's "hasBindMounts" condition).
+	// PodAnnotations are the pod's: hooks match them too (as in CRI-O),
+	// CDI requests never (the kubelet does not pass pod annotations to
+	// containers, and a pod must not help itself to devices).
+	PodAnnotations map[string]string
+	// HasBindMounts says whether the CRI request has mounts (a hook's
+	// "hasBindMounts" condition).
 	HasBindMounts bool
 }
 
@@ -81,7 +85,8 @@ func (x *Extensions) Close() {
 // Apply edits s for one container: the default mounts first (a mount the
 // request already has at the same destination wins), then the CDI
 // devices requested (device nodes, mounts, env, hooks of their specs),
-// then the OCI hooks whose conditions match the finished spec.
+// then the OCI hooks whose conditions match the finished spec and the
+// pod's annotations.
 func (x *Extensions) Apply(s *rspec.Spec, req Request) error {
 	cdiReg, hooks := x.parts()
 	if err := addDefaultMounts(s, x.cfg().Berth.Runtime.DefaultMountsFile, x.log); err != nil {
@@ -90,7 +95,7 @@ func (x *Extensions) Apply(s *rspec.Spec, req Request) error {
 	if err := cdiReg.inject(s, req); err != nil {
 		return err
 	}
-	if err := hooks.apply(s, req.HasBindMounts); err != nil {
+	if err := hooks.apply(s, req.PodAnnotations, req.HasBindMounts); err != nil {
 		return fmt.Errorf("OCI hooks: %w", err)
 	}
 	return nil

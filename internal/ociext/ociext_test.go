@@ -199,6 +199,20 @@ func TestHooksMatchByAnnotation(t *testing.T) {
 	if other.Hooks != nil {
 		t.Errorf("other container: hooks %+v, want none", other.Hooks)
 	}
+	// The pod's annotations count too, over the container's.
+	inPod := baseSpec()
+	inPod.Annotations["io.berth.test/hook"] = "no"
+	if err := f.x.Apply(inPod, Request{PodAnnotations: map[string]string{"io.berth.test/hook": "yes"}}); err != nil {
+		t.Fatal(err)
+	}
+	if inPod.Hooks == nil || len(inPod.Hooks.CreateRuntime) != 1 {
+		t.Errorf("container of an annotated pod: hooks %+v, want one", inPod.Hooks)
+	}
+	// ... but never ask for CDI devices.
+	err := f.x.Apply(baseSpec(), Request{PodAnnotations: map[string]string{"cdi.k8s.io/x": "berth.test/none=x"}})
+	if err != nil {
+		t.Errorf("a pod's CDI annotation was acted on: %v", err)
+	}
 }
 
 func TestDefaultMounts(t *testing.T) {
