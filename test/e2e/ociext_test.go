@@ -128,8 +128,9 @@ func TestCDIDevices(t *testing.T) {
 }
 
 // TestOCIHooks: a hook JSON dropped into the watched hooks dir, matching
-// an annotation, runs its prestart command for that container only; a
-// broken hook file is reported and skipped.
+// an annotation, runs its prestart command for that container only (and
+// for a container of a pod with the annotation); a broken hook file is
+// reported and skipped; a removed hook no longer runs.
 func TestOCIHooks(t *testing.T) {
 	e := startCtrEnv(t)
 	marks := t.TempDir()
@@ -170,6 +171,22 @@ func TestOCIHooks(t *testing.T) {
 		t.Errorf("hook ran for %q (annotations %v), want %s", state.ID, state.Annotations, id)
 	}
 
+	// A container of a pod annotated so runs it too: hooks match the
+	// pod's annotations, as in CRI-O.
+	podCfg := podConfig("hookpod")
+	podCfg.Annotations = map[string]string{"e2e.example.com/marker": "on"}
+	podCfg.LogDirectory = e.logDir
+	podID := runPod(t, e.d, podCfg)
+	resp, err := e.d.Runtime.CreateContainer(ctxT(t, time.Minute), &runtimeapi.CreateContainerRequest{
+		PodSandboxId: podID, SandboxConfig: podCfg, Config: e.config("in-annotated-pod", "sleep", "3600")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, resp.GetContainerId())
+	if files, _ = filepath.Glob(filepath.Join(marks, "state-*.json")); len(files) != 2 {
+		t.Fatalf("container of the annotated pod: hook ran %d times in all, want 2", len(files))
+	}
+
 	// Removed from the dir, the hook no longer runs.
 	if err := os.Remove(filepath.Join(hookDir, "50-marker.json")); err != nil {
 		t.Fatal(err)
@@ -178,7 +195,7 @@ func TestOCIHooks(t *testing.T) {
 	again := e.config("hooked-again", "sleep", "3600")
 	again.Annotations = map[string]string{"e2e.example.com/marker": "on"}
 	e.run(t, again)
-	if files, _ := filepath.Glob(filepath.Join(marks, "state-*.json")); len(files) != 1 {
+	if files, _ := filepath.Glob(filepath.Join(marks, "state-*.json")); len(files) != 2 {
 		t.Errorf("a removed hook ran: %d state files", len(files))
 	}
 }
