@@ -101,6 +101,14 @@ func (x *Extensions) Apply(s *rspec.Spec, req Request) error {
 	return nil
 }
 
+// InjectCDIDevices resolves and injects CDI devices named by another
+// source than the CRI request (an NRI plugin's adjustment), with the
+// same checks and errors as Apply.
+func (x *Extensions) InjectCDIDevices(s *rspec.Spec, names []string) error {
+	cdiReg, _ := x.parts()
+	return cdiReg.inject(s, Request{CDIDevices: names})
+}
+
 // Report is what the info endpoint and `berth info` show.
 type Report struct {
 	CDI           CDIReport    `json:"cdi"`

@@ -97,6 +97,18 @@ func TestCDIInjectByFieldAndAnnotation(t *testing.T) {
 	}
 }
 
+func TestInjectCDIDevicesByName(t *testing.T) {
+	f := newFixture(t)
+	write(t, filepath.Join(f.cdiDir, "null.yaml"), nullSpec)
+	s := baseSpec()
+	if err := f.x.InjectCDIDevices(s, []string{"berth.test/null=one"}); err != nil || len(s.Linux.Devices) != 1 {
+		t.Errorf("inject: %v, devices %+v", err, s.Linux.Devices)
+	}
+	if err := f.x.InjectCDIDevices(baseSpec(), []string{"berth.test/null=two"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("unknown: %v", err)
+	}
+}
+
 func TestCDIUnknownAndMalformed(t *testing.T) {
 	f := newFixture(t)
 	write(t, filepath.Join(f.cdiDir, "null.yaml"), nullSpec)
