@@ -96,6 +96,11 @@ type Runtime struct {
 	// (a process stuck in the kernel, a frozen cgroup). It does not lengthen
 	// the grace period the CRI request asks for.
 	StopTimeout int64 `toml:"ctr_stop_timeout" reload:"true" comment:"Seconds a stop waits for a container to be gone after SIGKILL before it fails (the kubelet then retries)."`
+	// The node's extensions of container specs (internal/ociext): CDI
+	// devices, OCI hooks and default mounts, under CRI-O's key names.
+	CDISpecDirs       []string `toml:"cdi_spec_dirs" comment:"Directories of CDI specs, in increasing priority; watched, so a new spec needs no restart."`
+	HooksDirs         []string `toml:"hooks_dir" comment:"Directories of OCI hook configs (containers hooks.d JSON), a file in a later one replacing one of the same name; created if missing and watched."`
+	DefaultMountsFile string   `toml:"default_mounts_file" reload:"true" comment:"File of \"/host/path:/container/path\" lines bind-mounted read-only into every container; a missing file means none."`
 }
 
 // Handler describes one OCI runtime handler ([berth.runtime.runtimes.NAME]).
@@ -202,6 +207,10 @@ func Default() *Config {
 			ShmSize:         "64m",
 			AppArmorProfile: "berth-default",
 			StopTimeout:     30,
+
+			CDISpecDirs:       []string{"/etc/cdi", "/var/run/cdi"},
+			HooksDirs:         []string{"/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d"},
+			DefaultMountsFile: "/etc/containers/mounts.conf",
 		},
 		Image: Image{
 			PauseImage:          "registry.k8s.io/pause:3.10",
@@ -284,6 +293,7 @@ func (c *Config) Validate() error {
 	if b.Runtime.StopTimeout < 1 {
 		bad("berth.runtime.ctr_stop_timeout", "%d is not a number of seconds of at least 1", b.Runtime.StopTimeout)
 	}
+	errs = append(errs, b.Runtime.validateExtensions()...)
 	if b.Network.Timeout.Duration <= 0 {
 		bad("berth.network.cni_timeout", "must be positive")
 	}

@@ -312,6 +312,9 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		return "", err
 	}
 	m.logAdapted(gen.Adapted)
+	if err := m.applyExtensions(gen.Spec, sb, cfg); err != nil {
+		return "", err
+	}
 	if err := makeDirs(rootfs, gen); err != nil {
 		return "", err
 	}
