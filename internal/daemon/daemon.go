@@ -212,6 +212,11 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Pods: statsPods{d.pods}, Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
 
+	tracer, err := d.startTracing(ctx, cfg.Berth.Tracing)
+	if err != nil {
+		return err
+	}
+	defer d.stopTracing(tracer)
 	d.server = cri.New(cri.Deps{
 		Config:  d.current,
 		Log:     d.log.With("component", "cri"),
@@ -228,6 +233,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Events:        d.events,
 		Checkpoint:    checkpoint.NewProber(""),
 		Features:      features,
+		Tracer:        tracerOf(tracer),
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err
