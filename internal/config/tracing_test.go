@@ -23,8 +23,8 @@ func TestTracingKeys(t *testing.T) {
 		t.Fatalf("loaded %+v", tr)
 	}
 	for content, key := range map[string]string{
-		"[berth.tracing]\ntracing_endpoint = \"otel.local\"\n":            "berth.tracing.tracing_endpoint",
-		"[berth.tracing]\ntracing_endpoint = \"otel.local:0\"\n":          "berth.tracing.tracing_endpoint",
+		"[berth.tracing]\ntracing_endpoint = \"otel.local\"\n":           "berth.tracing.tracing_endpoint",
+		"[berth.tracing]\ntracing_endpoint = \"otel.local:0\"\n":         "berth.tracing.tracing_endpoint",
 		"[berth.tracing]\ntracing_sampling_rate_per_million = 1000001\n": "berth.tracing.tracing_sampling_rate_per_million",
 		"[berth.tracing]\ntracing_sampling_rate_per_million = -1\n":      "berth.tracing.tracing_sampling_rate_per_million",
 	} {

@@ -208,6 +208,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 
 	// Cheap: the collector starts on the first stats request.
 	d.metrics.CountEventsDropped(d.events.Dropped)
+	d.metrics.CountContainersByState(containerStateCounts(d.containers))
 	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
 		Pods: statsPods{d.pods}, Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
