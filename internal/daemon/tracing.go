@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -26,6 +27,11 @@ func (d *daemon) startTracing(ctx context.Context, cfg config.Tracing) (*sdktrac
 	if err != nil {
 		return nil, fmt.Errorf("OTLP trace exporter for %s: %w", cfg.Endpoint, err)
 	}
+	// The SDK reports failed exports (at most one a batch, every few
+	// seconds) through its process-wide error handler, stderr by default;
+	// they go to berthd's log, as klog's and logrus's output does.
+	log := d.log.With("component", "tracing")
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: export spans", "error", err) }))
 	res := resource.NewSchemaless(semconv.ServiceName("berth"), semconv.ServiceVersion(Version))
 	// As in CRI-O and the kubelet: a request whose caller sampled its
 	// trace is always traced; the rate applies to traces berth starts.
@@ -40,7 +46,9 @@ func (d *daemon) stopTracing(tp *sdktrace.TracerProvider) {
 	if tp == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Bounded: an unreachable collector must not hold up a stop for
+	// long (the exporter would retry for a minute).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := tp.Shutdown(ctx); err != nil {
 		d.log.Warn("tracing: flush spans at stop", "error", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +152,30 @@ func TestTracingSpansFollowTheCallersTrace(t *testing.T) {
 			t.Errorf("span %q [%d, %d] is not within its request [%d, %d]", step, s.GetStartTimeUnixNano(), s.GetEndTimeUnixNano(),
 				parent.GetStartTimeUnixNano(), parent.GetEndTimeUnixNano())
 		}
+	}
+}
+
+// TestTracingCollectorDownCostsOnlySpans points berthd at a collector
+// that is not there: requests are served as usual, the failed export is
+// in berthd's log, and a stop does not wait on the collector for long.
+func TestTracingCollectorDownCostsOnlySpans(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	d, _ := startNetDaemon(t, map[string]string{"50-tracing.toml": fmt.Sprintf(
+		"[berth.tracing]\nenable_tracing = true\ntracing_endpoint = %q\ntracing_sampling_rate_per_million = 1000000\n", deadAddr)})
+	pod := runPod(t, d, podConfig("untraceable"))
+	stopPod(t, d, pod)
+	removePod(t, d, pod)
+	start := time.Now()
+	d.Stop(t)
+	if took := time.Since(start); took > testutil.StartTimeout {
+		t.Errorf("stop took %v", took)
+	}
+	if log := d.Log(); !strings.Contains(log, "tracing: ") || !strings.Contains(log, deadAddr) {
+		t.Errorf("berthd's log does not report the failed export to %s:\n%s", deadAddr, log)
 	}
 }
