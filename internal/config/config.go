@@ -54,6 +54,7 @@ type Berth struct {
 	Image   Image   `toml:"image"`
 	Network Network `toml:"network"`
 	Metrics Metrics `toml:"metrics"`
+	Tracing Tracing `toml:"tracing"`
 	Stats   Stats   `toml:"stats" comment:"The stats collector behind the CRI stats RPCs."`
 }
 
@@ -229,6 +230,7 @@ func Default() *Config {
 			Timeout:    Duration{2 * time.Minute},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
+		Tracing: defaultTracing(),
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
 	}}
 	normalize(reflect.ValueOf(c).Elem())
@@ -311,6 +313,7 @@ func (c *Config) Validate() error {
 	if b.Metrics.Socket != "" && !filepath.IsAbs(b.Metrics.Socket) {
 		bad("berth.metrics.metrics_socket", "%q is not an absolute path", b.Metrics.Socket)
 	}
+	validateTracing(b.Tracing, bad)
 	if b.Stats.CollectionPeriod.Duration < 0 {
 		bad("berth.stats.stats_collection_period", "must not be negative")
 	}

@@ -16,6 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,6 +37,7 @@ import (
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/stream"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // Deps are the services the handlers call. berthd wires every one; a unit
@@ -72,6 +76,9 @@ type Deps struct {
 	// Extensions reports the known CDI devices, the loaded OCI hooks and
 	// the default mounts in the verbose Status; nil reports none.
 	Extensions func() ociext.Report
+	// Tracer, when set, gives every request a server span, a child of the
+	// caller's trace context; nil (tracing off) adds nothing to a call.
+	Tracer trace.TracerProvider
 }
 
 // Server owns the gRPC server and the listening socket.
@@ -101,12 +108,17 @@ type imageService struct {
 func New(deps Deps) *Server {
 	s := &Server{deps: deps, stopping: make(chan struct{})}
 	cfg := deps.Config().Berth.API
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
 		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),
 		grpc.ChainStreamInterceptor(deps.Metrics.StreamServerInterceptor(), s.logAndRecoverStream),
-	)
+	}
+	if deps.Tracer != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(deps.Tracer),
+			otelgrpc.WithPropagators(tracing.Propagator()), otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, &runtimeService{Server: s})
 	runtimeapi.RegisterImageServiceServer(s.grpc, &imageService{Server: s})
 	return s

@@ -213,10 +213,16 @@ func Run(ctx context.Context, loader config.Loader) error {
 
 	// Cheap: the collector starts on the first stats request.
 	d.metrics.CountEventsDropped(d.events.Dropped)
+	d.metrics.CountContainersByState(containerStateCounts(d.containers))
 	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
 		Pods: statsPods{d.pods}, Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
 
+	tracer, err := d.startTracing(ctx, cfg.Berth.Tracing)
+	if err != nil {
+		return err
+	}
+	defer d.stopTracing(tracer)
 	d.server = cri.New(cri.Deps{
 		Config:  d.current,
 		Log:     d.log.With("component", "cri"),
@@ -234,6 +240,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Checkpoint:    checkpoint.NewProber(""),
 		Features:      features,
 		Extensions:    ext.Report,
+		Tracer:        tracerOf(tracer),
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err
