@@ -55,6 +55,7 @@ type Berth struct {
 	Network Network `toml:"network"`
 	Metrics Metrics `toml:"metrics"`
 	Stats   Stats   `toml:"stats" comment:"The stats collector behind the CRI stats RPCs."`
+	NRI     NRI     `toml:"nri" comment:"NRI plugins (Node Resource Interface), as in CRI-O."`
 }
 
 // API is the [berth.api] table: the CRI socket and the streaming server.
@@ -217,6 +218,7 @@ func Default() *Config {
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
+		NRI:     defaultNRI(),
 	}}
 	normalize(reflect.ValueOf(c).Elem())
 	return c
@@ -297,6 +299,7 @@ func (c *Config) Validate() error {
 	if b.Stats.CollectionPeriod.Duration < 0 {
 		bad("berth.stats.stats_collection_period", "must not be negative")
 	}
+	errs = append(errs, b.NRI.validate()...)
 	return errors.Join(errs...)
 }
 

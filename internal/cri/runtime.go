@@ -56,6 +56,13 @@ func (s *runtimeService) Status(ctx context.Context, req *runtimeapi.StatusReque
 			}
 			resp.Info["checkpoint"] = string(ckpt)
 		}
+		if s.deps.NRIInfo != nil {
+			doc, err := json.Marshal(s.deps.NRIInfo())
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			resp.Info["nri"] = string(doc)
+		}
 	}
 	return resp, nil
 }

@@ -212,6 +212,12 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Pods: statsPods{d.pods}, Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
 
+	plugins, err := d.startNRI(cfg)
+	if err != nil {
+		return err
+	}
+	defer plugins.Stop()
+
 	d.server = cri.New(cri.Deps{
 		Config:  d.current,
 		Log:     d.log.With("component", "cri"),
@@ -224,7 +230,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Stats:         d.stats,
 		Metrics:       d.metrics,
 		Containers:    d.containers,
-		Lifecycle:     lifecycle.New(d.pods, d.containers),
+		Lifecycle:     lifecycle.New(d.pods, d.containers, plugins),
+		NRIInfo:       func() any { return plugins.Info() },
 		Events:        d.events,
 		Checkpoint:    checkpoint.NewProber(""),
 		Features:      features,
@@ -239,7 +246,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 			return ""
 		},
-		Containers: containerInfo{ctrs: d.containers, pods: d.pods}}); err != nil {
+		Containers: containerInfo{ctrs: d.containers, pods: d.pods}, NRI: func() any { return plugins.Info() }}); err != nil {
 		return err
 	}
 	defer d.info.Close()

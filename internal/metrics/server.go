@@ -31,6 +31,8 @@ type Info struct {
 	DefaultRuntime string `json:"default_runtime"`
 	CRISocket      string `json:"cri_socket"`
 	StateDir       string `json:"state_dir"`
+	// NRI is the NRI plugins' state, when the daemon reports it.
+	NRI any `json:"nri,omitempty"`
 }
 
 // ContainerInfo is the answer of GET /containers/{id}, with CRI-O's field
@@ -68,6 +70,8 @@ type ServeOptions struct {
 	StorageDriver func() string
 	// Containers answers /containers/{id}; nil answers 503.
 	Containers ContainerInfoSource
+	// NRI reports the NRI plugins in /info; nil leaves them out.
+	NRI func() any
 }
 
 // Server serves the info socket and, when enabled, the metrics endpoint.
@@ -213,6 +217,10 @@ func (s *Server) serveInfo(w http.ResponseWriter, _ *http.Request) {
 	if driver == "" {
 		driver = b.StorageDriver
 	}
+	var nriInfo any
+	if s.opts.NRI != nil {
+		nriInfo = s.opts.NRI()
+	}
 	writeJSON(w, s.opts.Log, Info{
 		Version:        s.opts.Version,
 		StorageDriver:  driver,
@@ -222,6 +230,7 @@ func (s *Server) serveInfo(w http.ResponseWriter, _ *http.Request) {
 		DefaultRuntime: b.Runtime.DefaultRuntime,
 		CRISocket:      b.API.Listen,
 		StateDir:       b.StateDir,
+		NRI:            nriInfo,
 	})
 }
 
