@@ -51,12 +51,14 @@ func FromSpec(m ContainerMeta, s *rspec.Spec) *Container {
 	}
 	if l := s.Linux; l != nil {
 		lc := &api.LinuxContainer{
-			Namespaces:    api.FromOCILinuxNamespaces(l.Namespaces),
-			Devices:       api.FromOCILinuxDevices(l.Devices),
-			Resources:     api.FromOCILinuxResources(l.Resources, nil),
-			CgroupsPath:   l.CgroupsPath,
-			SeccompPolicy: api.FromOCILinuxSeccomp(l.Seccomp),
-			Sysctl:        maps.Clone(l.Sysctl),
+			Namespaces:  api.FromOCILinuxNamespaces(l.Namespaces),
+			Devices:     api.FromOCILinuxDevices(l.Devices),
+			Resources:   api.FromOCILinuxResources(l.Resources, nil),
+			CgroupsPath: l.CgroupsPath,
+			Sysctl:      maps.Clone(l.Sysctl),
+		}
+		if l.Seccomp != nil {
+			lc.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
 		}
 		if p := s.Process; p != nil {
 			if p.OOMScoreAdj != nil {

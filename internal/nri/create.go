@@ -37,11 +37,20 @@ func (s *Service) NewCreation(podID string, cfg *runtimeapi.ContainerConfig) *Cr
 // described by its spec, and applies their adjustments to the spec. The
 // updates they ask for other containers are applied, and their
 // evictions done. A plugin's error fails the creation.
-func (c *Creation) AdjustSpec(ctx context.Context, id string, spec *rspec.Spec) error {
+func (c *Creation) AdjustSpec(ctx context.Context, id string, spec *rspec.Spec) (err error) {
 	s := c.s
 	if s == nil {
 		return nil
 	}
+	// This runs in the container manager's creation goroutine: a plugin's
+	// malformed adjustment that trips the module's helpers must fail this
+	// creation, not berthd.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("NRI: panic while adjusting a container", "container", id, "panic", p)
+			err = fmt.Errorf("NRI: adjusting container %s failed: %v", id, p)
+		}
+	}()
 	pod, err := s.src.NRIPod(c.podID)
 	if err != nil {
 		return fmt.Errorf("NRI: %w", err)
