@@ -68,7 +68,9 @@ func (c *Creation) AdjustSpec(ctx context.Context, id string, spec *rspec.Spec) 
 	c.mu.Unlock()
 	if adj := rsp.GetAdjust(); adj != nil {
 		g := rtgen.NewFromSpec(spec)
-		gen := nrigen.SpecGenerator(&g, nrigen.WithResourceChecker(checkResources))
+		gen := nrigen.SpecGenerator(&g, nrigen.WithResourceChecker(checkResources),
+			nrigen.WithCDIDeviceInjector(refuseCDI), nrigen.WithBlockIOResolver(refuseClass("block I/O")),
+			nrigen.WithRdtResolver(refuseClassRdt))
 		if err := gen.Adjust(adj); err != nil {
 			return fmt.Errorf("NRI: apply the plugins' adjustment: %w (%w)", err, errdefs.ErrInvalidArgument)
 		}
@@ -103,6 +105,22 @@ func (c *Creation) Finish(ctx context.Context, id string) {
 	if id != "" && (adjusted == nil || id != adjusted.GetId()) {
 		s.PostCreateContainer(ctx, id)
 	}
+}
+
+// Without a resolver the module's generator would drop these silently;
+// a plugin asking for them must learn that berth cannot do them.
+func refuseCDI(_ *rspec.Spec, names []string) error {
+	return fmt.Errorf("CDI devices %v: berth resolves no CDI devices here", names)
+}
+
+func refuseClass(kind string) func(string) (*rspec.LinuxBlockIO, error) {
+	return func(class string) (*rspec.LinuxBlockIO, error) {
+		return nil, fmt.Errorf("%s class %q: berth has no %s classes configured", kind, class, kind)
+	}
+}
+
+func refuseClassRdt(class string) (*rspec.LinuxIntelRdt, error) {
+	return nil, fmt.Errorf("RDT class %q: berth has no RDT classes configured", class)
 }
 
 // checkResources refuses what the adjusted spec cannot run with.

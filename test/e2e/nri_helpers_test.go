@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +59,7 @@ func (e *nriEnv) connect(t *testing.T, idx, name string, args ...string) (*exec.
 	log := filepath.Join(e.dir, name+".log")
 	full := append([]string{"-socket", e.d.NRISocket, "-idx", idx, "-name", name, "-log", log}, args...)
 	cmd := exec.Command(e.plugin, full...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = io.Discard // the stub logs every step
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -279,3 +279,22 @@ func processGone(pid int) bool {
 	fields := strings.Fields(string(data))
 	return len(fields) > 2 && fields[2] == "Z"
 }
+
+// Two plugins setting the same env var conflict: NRI's rules refuse the
+// adjustment and the creation fails, leaving nothing behind.
+func TestNRIConflictingAdjustments(t *testing.T) {
+	e := startNRIEnv(t, "", nil)
+	e.connect(t, "20", "first", "-env", "NRI_SAME=first")
+	e.connect(t, "30", "second", "-env", "NRI_SAME=second")
+	_, err := e.create(t, e.config("conflict", "sleep", "3600"))
+	if err == nil || !strings.Contains(err.Error(), "NRI_SAME") {
+		t.Fatalf("CreateContainer with conflicting adjustments: %v", err)
+	}
+	resp, lerr := e.d.Runtime.ListContainers(ctxT(t, 10*time.Second), &runtimeapi.ListContainersRequest{})
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if n := len(resp.GetContainers()); n != 0 || len(storageContainers(t, e.d)) != 0 {
+		t.Fatalf("a refused container was left behind: %d listed, %d in storage", n, len(storageContainers(t, e.d)))
+	}
+}
