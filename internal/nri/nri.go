@@ -182,10 +182,17 @@ func (s *Service) applyUpdates(ctx context.Context, updates []*api.ContainerUpda
 		if id == skip {
 			continue
 		}
-		r := toCRIResources(u.GetLinux().GetResources())
-		if r == nil {
+		if u.GetLinux().GetResources() == nil {
 			continue
 		}
+		// An update names only what it changes; the rest stays as the
+		// container's spec has it (berth keeps it equal to what is in
+		// force).
+		var base *runtimeapi.LinuxContainerResources
+		if cur, err := s.src.NRIContainer(id); err == nil {
+			base = toCRIResources(cur.GetLinux().GetResources())
+		}
+		r := mergeCRIResources(base, u.GetLinux().GetResources())
 		if err := s.upd.UpdateResources(ctx, id, r); err != nil {
 			lvl := slog.LevelError
 			if u.GetIgnoreFailure() {
@@ -200,7 +207,8 @@ func (s *Service) applyUpdates(ctx context.Context, updates []*api.ContainerUpda
 	return failed
 }
 
-// evict stops the containers plugins asked to evict, as a kubelet's stop
+// evict stops the containers plugins asked to evict (the responses carry
+// the field, though the v0.12 adaptation and stub never fill it), as a kubelet's stop
 // with no grace period would, and tells the plugins.
 func (s *Service) evict(ctx context.Context, evictions []*api.ContainerEviction) {
 	for _, e := range evictions {

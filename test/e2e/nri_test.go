@@ -298,3 +298,19 @@ func TestNRIConflictingAdjustments(t *testing.T) {
 		t.Fatalf("a refused container was left behind: %d listed, %d in storage", n, len(storageContainers(t, e.d)))
 	}
 }
+
+// Updates a plugin asks for other containers go through berth's own
+// update path: the running container's CPU shares change, and nothing
+// else of its resources does.
+func TestNRIPluginUpdatesOtherContainers(t *testing.T) {
+	e := startNRIEnv(t, "", nil)
+	cfg := e.config("running", "sleep", "3600")
+	cfg.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024, MemoryLimitInBytes: 256 << 20}}
+	id := e.run(t, cfg)
+	e.connect(t, "40", "updater", "-update-shares", "300")
+	e.run(t, e.config("newcomer", "sleep", "3600"))
+	res := e.status(t, id).GetResources().GetLinux()
+	if res.GetCpuShares() != 300 || res.GetMemoryLimitInBytes() != 256<<20 {
+		t.Fatalf("resources of the running container after the plugin's update: %v", res)
+	}
+}

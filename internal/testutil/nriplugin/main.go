@@ -60,6 +60,33 @@ type plugin struct {
 	oomScore   string
 	fail       map[string]int // event -> failures left
 	hang       string
+	// updateShares makes CreateContainer ask to set the CPU shares of
+	// the other running containers known.
+	updateShares uint64
+	known        map[string]map[string]string // container id -> labels
+}
+
+// others are the containers known besides id.
+func (p *plugin) others(id string) map[string]map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]map[string]string{}
+	for k, v := range p.known {
+		if k != id {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (p *plugin) know(c *api.Container, known bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if known {
+		p.known[c.GetId()] = c.GetLabels()
+	} else {
+		delete(p.known, c.GetId())
+	}
 }
 
 func (p *plugin) record(r Record) {
@@ -118,6 +145,9 @@ func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 	}
 	for _, c := range ctrs {
 		r.SyncCtrs = append(r.SyncCtrs, c.GetId())
+		if c.GetState() == api.ContainerState_CONTAINER_RUNNING {
+			p.know(c, true)
+		}
 	}
 	p.record(r)
 	return nil, nil
@@ -176,7 +206,15 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 		v, _ := strconv.Atoi(p.oomScore)
 		adj.SetLinuxOomScoreAdj(&v)
 	}
-	return adj, nil, nil
+	var updates []*api.ContainerUpdate
+	for id := range p.others(c.GetId()) {
+		if p.updateShares != 0 {
+			u := &api.ContainerUpdate{ContainerId: id}
+			u.SetLinuxCPUShares(p.updateShares)
+			updates = append(updates, u)
+		}
+	}
+	return adj, updates, nil
 }
 
 func (p *plugin) PostCreateContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) error {
@@ -190,6 +228,7 @@ func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api
 }
 
 func (p *plugin) PostStartContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) error {
+	p.know(c, true)
 	p.record(ctrRecord("PostStartContainer", pod, c))
 	return nil
 }
@@ -205,6 +244,7 @@ func (p *plugin) PostUpdateContainer(_ context.Context, pod *api.PodSandbox, c *
 }
 
 func (p *plugin) StopContainer(_ context.Context, pod *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	p.know(c, false)
 	p.record(ctrRecord("StopContainer", pod, c))
 	return nil, nil
 }
@@ -220,7 +260,7 @@ func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
-	p := &plugin{fail: map[string]int{}}
+	p := &plugin{fail: map[string]int{}, known: map[string]map[string]string{}}
 	var (
 		name, idx, socket, logPath string
 		fail                       list
@@ -238,6 +278,7 @@ func main() {
 	flag.Var(&fail, "fail", "event to refuse (repeatable)")
 	flag.IntVar(&failTimes, "fail-times", 1, "how many times -fail refuses")
 	flag.StringVar(&p.hang, "hang", "", "event never answered")
+	flag.Uint64Var(&p.updateShares, "update-shares", 0, "CPU shares CreateContainer sets on the other running containers")
 	flag.Parse()
 	for _, ev := range fail {
 		p.fail[ev] = failTimes
