@@ -91,8 +91,14 @@ func (s nriSource) NRIContainer(id string) (*nri.Container, error) {
 	return nri.FromSpec(m, v.RuntimeSpec), nil
 }
 
-func (s nriSource) NRIContainers() []*nri.Container {
-	list := s.ctrs.List(nil)
+func (s nriSource) NRIContainers() []*nri.Container { return s.containers(nil) }
+
+func (s nriSource) NRIPodContainers(podID string) []*nri.Container {
+	return s.containers(&runtimeapi.ContainerFilter{PodSandboxId: podID})
+}
+
+func (s nriSource) containers(f *runtimeapi.ContainerFilter) []*nri.Container {
+	list := s.ctrs.List(f)
 	out := make([]*nri.Container, 0, len(list))
 	for _, c := range list {
 		// One removed since the list is skipped.

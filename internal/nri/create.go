@@ -39,7 +39,7 @@ func (s *Service) NewCreation(podID string, cfg *runtimeapi.ContainerConfig) *Cr
 // evictions done. A plugin's error fails the creation.
 func (c *Creation) AdjustSpec(ctx context.Context, id string, spec *rspec.Spec) (err error) {
 	s := c.s
-	if s == nil {
+	if !s.active() {
 		return nil
 	}
 	// This runs in the container manager's creation goroutine: a plugin's

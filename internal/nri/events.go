@@ -17,7 +17,7 @@ import (
 // PodData is the pod as plugins see it, nil if unknown; callers take it
 // before a removal to describe what went away.
 func (s *Service) PodData(id string) *Pod {
-	if s == nil {
+	if !s.active() {
 		return nil
 	}
 	p, err := s.src.NRIPod(id)
@@ -29,7 +29,7 @@ func (s *Service) PodData(id string) *Pod {
 
 // ContainerData is the container as plugins see it, nil if unknown.
 func (s *Service) ContainerData(id string) *Container {
-	if s == nil {
+	if !s.active() {
 		return nil
 	}
 	c, err := s.src.NRIContainer(id)
@@ -41,17 +41,17 @@ func (s *Service) ContainerData(id string) *Container {
 
 // PodContainers are the pod's containers as plugins see them.
 func (s *Service) PodContainers(podID string) []*Container {
-	if s == nil {
+	if !s.active() {
 		return nil
 	}
-	return s.podContainers(podID)
+	return s.src.NRIPodContainers(podID)
 }
 
 // RunPodSandbox tells the plugins a pod runs. When one fails it, those
 // that had seen the pod are told it stopped and went away, and the error
 // is returned: the caller removes the pod and fails the request.
 func (s *Service) RunPodSandbox(ctx context.Context, podID string) error {
-	if s == nil || !s.mark(s.podsRun, podID) {
+	if !s.active() || !s.mark(s.podsRun, podID) {
 		return nil
 	}
 	pod, err := s.src.NRIPod(podID)
@@ -103,7 +103,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, pod *Pod) {
 // UpdatePodSandbox asks the plugins about new pod resources; an error
 // fails the update.
 func (s *Service) UpdatePodSandbox(ctx context.Context, podID string, overhead, res *runtimeapi.LinuxContainerResources) error {
-	if s == nil {
+	if !s.active() {
 		return nil
 	}
 	pod, err := s.src.NRIPod(podID)

@@ -15,7 +15,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +41,7 @@ type Source interface {
 	NRIPods() []*Pod
 	NRIContainer(id string) (*Container, error)
 	NRIContainers() []*Container
+	NRIPodContainers(podID string) []*Container
 }
 
 // Updater applies what plugins ask of other containers, through berth's
@@ -272,8 +272,10 @@ func (s *Service) forget(id string, sets ...map[string]bool) {
 	}
 }
 
-// podContainers lists the pod's containers as NRI sees them.
-func (s *Service) podContainers(podID string) []*Container {
-	all := s.src.NRIContainers()
-	return slices.DeleteFunc(all, func(c *Container) bool { return c.GetPodSandboxId() != podID })
+// active reports whether there is a plugin to tell: with none, events
+// skip describing pods and containers (a verbose status and a spec read
+// each). The count changes only when the adaptation adds a plugin, after
+// its synchronization and so under no Block, or drops one.
+func (s *Service) active() bool {
+	return s != nil && s.plugins.active()
 }

@@ -60,7 +60,8 @@ func (f *fakeSource) NRIPods() []*Pod {
 func (f *fakeSource) NRIContainer(id string) (*Container, error) {
 	return nil, fmt.Errorf("container %s not found", id)
 }
-func (f *fakeSource) NRIContainers() []*Container { return nil }
+func (f *fakeSource) NRIContainers() []*Container          { return nil }
+func (f *fakeSource) NRIPodContainers(string) []*Container { return nil }
 
 type fakeUpdater struct{}
 
@@ -170,7 +171,7 @@ func TestRunPodSandboxOnce(t *testing.T) {
 	s := newTestService(t, src)
 	plugin := &seenPods{seen: map[string]int{}}
 	connectPlugin(t, s, plugin)
-	waitFor(t, "the plugin to be synchronized", func() bool { return len(s.Info().Plugins) > 0 })
+	waitFor(t, "the plugin to be registered", func() bool { return s.Info().Count > 0 })
 	src.add("p")
 	for range 2 {
 		if err := s.RunPodSandbox(context.Background(), "p"); err != nil {

@@ -59,6 +59,13 @@ func (t *pluginTable) UpdatePluginCount(n int) {
 	}
 }
 
+// active reports whether the adaptation has any plugin.
+func (t *pluginTable) active() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.count > 0
+}
+
 // list returns the plugins by name (IDX-NAME, the invocation order).
 func (t *pluginTable) list() ([]PluginInfo, int) {
 	t.mu.Lock()
