@@ -77,7 +77,7 @@ func TestReadLogTailSinceTimestamps(t *testing.T) {
 		{logOptions{tail: 2}, "line 4\n", "line 3\n"},
 		{logOptions{tail: 0}, "", ""},
 		{logOptions{tail: -1, sinceTime: base.Add(150 * time.Second)}, "line 4\n", "line 3\n"},
-		{logOptions{tail: 1, timestamps: true}, "2025-01-01T00:04:00Z line 4\n", ""},
+		{logOptions{tail: 1, timestamps: true}, "2025-01-01T00:04:00.000000000Z line 4\n", ""},
 	} {
 		var out, errOut bytes.Buffer
 		o := tc.opts
@@ -162,5 +162,16 @@ func TestParseSince(t *testing.T) {
 	}
 	if _, err := parseSince("yesterday", now); err == nil {
 		t.Error("yesterday accepted")
+	}
+}
+
+// TestLogTimestampsKeepNineDigits: `logs -t` prints nine fractional
+// digits even when the last ones are zeros, as crictl does.
+func TestLogTimestampsKeepNineDigits(t *testing.T) {
+	var out bytes.Buffer
+	lp := &logPrinter{o: &logOptions{timestamps: true}, stdout: &out, stderr: &out}
+	lp.print(logEntry{ts: time.Date(2026, 12, 3, 14, 20, 35, 993141850, time.UTC), stream: "stdout", text: "x"})
+	if want := "2026-12-03T14:20:35.993141850Z x\n"; out.String() != want {
+		t.Fatalf("got %q, want %q", out.String(), want)
 	}
 }

@@ -97,6 +97,11 @@ type Runtime struct {
 	// (a process stuck in the kernel, a frozen cgroup). It does not lengthen
 	// the grace period the CRI request asks for.
 	StopTimeout int64 `toml:"ctr_stop_timeout" reload:"true" comment:"Seconds a stop waits for a container to be gone after SIGKILL before it fails (the kubelet then retries)."`
+	// The node's extensions of container specs (internal/ociext): CDI
+	// devices, OCI hooks and default mounts, under CRI-O's key names.
+	CDISpecDirs       []string `toml:"cdi_spec_dirs" comment:"Directories of CDI specs, in increasing priority; watched, so a new spec needs no restart."`
+	HooksDirs         []string `toml:"hooks_dir" comment:"Directories of OCI hook configs (containers hooks.d JSON), a file in a later one replacing one of the same name; created if missing and watched."`
+	DefaultMountsFile string   `toml:"default_mounts_file" reload:"true" comment:"File of \"/host/path:/container/path\" lines bind-mounted read-only into every container; a missing file means none."`
 }
 
 // Handler describes one OCI runtime handler ([berth.runtime.runtimes.NAME]).
@@ -128,6 +133,9 @@ type Network struct {
 	DefaultNetwork string   `toml:"cni_default_network" comment:"CNI network used for pods; empty: the first config in network_dir."`
 	NetworkDir     string   `toml:"network_dir" comment:"Directory of CNI network configs."`
 	PluginDirs     []string `toml:"plugin_dirs" comment:"Directories searched for CNI plugin binaries."`
+	// Timeout bounds one CNI ADD or DEL of a whole plugin chain; a
+	// plugin still running then is killed.
+	Timeout Duration `toml:"cni_timeout" comment:"How long one CNI ADD or DEL of the whole plugin chain may take before its plugin is killed and the pod fails."`
 }
 
 // Metrics is the [berth.metrics] table: the Prometheus endpoint.
@@ -200,6 +208,10 @@ func Default() *Config {
 			ShmSize:         "64m",
 			AppArmorProfile: "berth-default",
 			StopTimeout:     30,
+
+			CDISpecDirs:       []string{"/etc/cdi", "/var/run/cdi"},
+			HooksDirs:         []string{"/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d"},
+			DefaultMountsFile: "/etc/containers/mounts.conf",
 		},
 		Image: Image{
 			PauseImage:          "registry.k8s.io/pause:3.10",
@@ -215,6 +227,7 @@ func Default() *Config {
 		Network: Network{
 			NetworkDir: "/etc/cni/net.d",
 			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
+			Timeout:    Duration{2 * time.Minute},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
@@ -281,6 +294,10 @@ func (c *Config) Validate() error {
 	}
 	if b.Runtime.StopTimeout < 1 {
 		bad("berth.runtime.ctr_stop_timeout", "%d is not a number of seconds of at least 1", b.Runtime.StopTimeout)
+	}
+	errs = append(errs, b.Runtime.validateExtensions()...)
+	if b.Network.Timeout.Duration <= 0 {
+		bad("berth.network.cni_timeout", "must be positive")
 	}
 	if b.Image.PullProgressTimeout.Duration < 0 {
 		bad("berth.image.pull_progress_timeout", "must not be negative")

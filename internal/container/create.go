@@ -318,6 +318,10 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		return "", err
 	}
 	m.logAdapted(gen.Adapted)
+	if err := m.applyExtensions(gen.Spec, sb, cfg); err != nil {
+		return "", err
+	}
+	// NRI plugins see, and adjust, the spec with the node's extensions in.
 	if adj != nil {
 		if err := adj.AdjustSpec(ctx, id, gen.Spec); err != nil {
 			return "", err

@@ -29,6 +29,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/lifecycle"
 	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/ociext"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
@@ -73,6 +74,9 @@ type Deps struct {
 	// Features probes what a runtime handler's OCI runtime can do, for
 	// Status; nil advertises nothing optional.
 	Features *runtime.FeatureProbe
+	// Extensions reports the known CDI devices, the loaded OCI hooks and
+	// the default mounts in the verbose Status; nil reports none.
+	Extensions func() ociext.Report
 }
 
 // Server owns the gRPC server and the listening socket.

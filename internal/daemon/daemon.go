@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/lifecycle"
 	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/ociext"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/recovery"
 	"github.com/berth-cri/berth/internal/runtime"
@@ -182,11 +183,15 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// What each runtime handler can do, asked lazily and once; shared by
 	// container creation and Status.
 	features := runtime.NewFeatureProbe()
+	// CDI devices, OCI hooks and default mounts: read, and their dirs
+	// watched, on the first container creation or info request.
+	ext := ociext.New(d.current, d.log.With("component", "ociext"))
+	defer ext.Close()
 	// Containers: the records of containers that kept running while
 	// berthd was stopped.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
 		Images: d.images, Monitor: d.monitor, Events: d.events, AllowedAnnotations: d.allowedAnnotations,
-		Rebooted: start.Rebooted, OOM: d.metrics, Features: features}); err != nil {
+		Rebooted: start.Rebooted, OOM: d.metrics, Features: features, Extensions: ext}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
@@ -212,7 +217,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Pods: statsPods{d.pods}, Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
 
-	plugins, err := d.startNRI(cfg)
+	plugins, err := d.startNRI(cfg, ext)
 	if err != nil {
 		return err
 	}
@@ -235,6 +240,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Events:        d.events,
 		Checkpoint:    checkpoint.NewProber(""),
 		Features:      features,
+		Extensions:    ext.Report,
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err
@@ -246,7 +252,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 			return ""
 		},
-		Containers: containerInfo{ctrs: d.containers, pods: d.pods}, NRI: func() any { return plugins.Info() }}); err != nil {
+		Containers: containerInfo{ctrs: d.containers, pods: d.pods}, Extensions: ext.Report,
+		NRI: func() any { return plugins.Info() }}); err != nil {
 		return err
 	}
 	defer d.info.Close()

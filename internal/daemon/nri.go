@@ -123,10 +123,11 @@ func nriState(s runtimeapi.ContainerState) api.ContainerState {
 
 // startNRI starts hosting NRI plugins (nil when enable_nri is off):
 // pre-installed ones are launched and synchronized with the pods and
-// containers recovery left, and the socket for external ones opens.
-func (d *daemon) startNRI(cfg *config.Config) (*nri.Service, error) {
+// containers recovery left, and the socket for external ones opens. The
+// CDI devices plugins name are resolved by cdi (the node's extensions).
+func (d *daemon) startNRI(cfg *config.Config, cdi nri.CDIInjector) (*nri.Service, error) {
 	svc, err := nri.New(nri.Options{Config: cfg.Berth.NRI, Name: "berth", Version: Version,
-		Source: nriSource{pods: d.pods, ctrs: d.containers}, Updater: d.containers, Log: d.log.With("component", "nri")})
+		Source: nriSource{pods: d.pods, ctrs: d.containers}, Updater: d.containers, CDI: cdi, Log: d.log.With("component", "nri")})
 	if err != nil {
 		return nil, err
 	}

@@ -68,8 +68,12 @@ func (c *Creation) AdjustSpec(ctx context.Context, id string, spec *rspec.Spec) 
 	c.mu.Unlock()
 	if adj := rsp.GetAdjust(); adj != nil {
 		g := rtgen.NewFromSpec(spec)
+		injectCDI := refuseCDI
+		if s.cdi != nil {
+			injectCDI = s.cdi.InjectCDIDevices
+		}
 		gen := nrigen.SpecGenerator(&g, nrigen.WithResourceChecker(checkResources),
-			nrigen.WithCDIDeviceInjector(refuseCDI), nrigen.WithBlockIOResolver(refuseClass("block I/O")),
+			nrigen.WithCDIDeviceInjector(injectCDI), nrigen.WithBlockIOResolver(refuseClass("block I/O")),
 			nrigen.WithRdtResolver(refuseClassRdt))
 		if err := gen.Adjust(adj); err != nil {
 			return fmt.Errorf("NRI: apply the plugins' adjustment: %w (%w)", err, errdefs.ErrInvalidArgument)
@@ -110,7 +114,7 @@ func (c *Creation) Finish(ctx context.Context, id string) {
 // Without a resolver the module's generator would drop these silently;
 // a plugin asking for them must learn that berth cannot do them.
 func refuseCDI(_ *rspec.Spec, names []string) error {
-	return fmt.Errorf("CDI devices %v: berth resolves no CDI devices here", names)
+	return fmt.Errorf("CDI devices %v: no CDI resolver is wired in", names)
 }
 
 func refuseClass(kind string) func(string) (*rspec.LinuxBlockIO, error) {

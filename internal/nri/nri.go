@@ -20,6 +20,7 @@ import (
 
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
@@ -51,6 +52,12 @@ type Updater interface {
 	Stop(ctx context.Context, id string, timeout int64) error
 }
 
+// CDIInjector resolves CDI devices a plugin's adjustment names and adds
+// them to a spec (internal/ociext, wired by the daemon).
+type CDIInjector interface {
+	InjectCDIDevices(spec *rspec.Spec, names []string) error
+}
+
 // Options configure New.
 type Options struct {
 	Config  config.NRI
@@ -58,7 +65,9 @@ type Options struct {
 	Version string
 	Source  Source
 	Updater Updater
-	Log     *slog.Logger
+	// CDI resolves the CDI devices of adjustments; nil refuses them.
+	CDI CDIInjector
+	Log *slog.Logger
 }
 
 // Service hosts the plugins of one berthd.
@@ -66,6 +75,7 @@ type Service struct {
 	nri     *adaptation.Adaptation
 	src     Source
 	upd     Updater
+	cdi     CDIInjector
 	log     *slog.Logger
 	plugins *pluginTable
 	socket  string
@@ -87,7 +97,7 @@ func New(opts Options) (*Service, error) {
 		return nil, nil
 	}
 	s := &Service{
-		src: opts.Source, upd: opts.Updater, log: opts.Log, plugins: newPluginTable(), socket: c.Listen,
+		src: opts.Source, upd: opts.Updater, cdi: opts.CDI, log: opts.Log, plugins: newPluginTable(), socket: c.Listen,
 		podsRun: map[string]bool{}, podsStopped: map[string]bool{},
 		ctrsCreated: map[string]bool{}, ctrsStopped: map[string]bool{},
 	}
