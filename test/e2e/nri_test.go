@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -312,5 +313,27 @@ func TestNRIPluginUpdatesOtherContainers(t *testing.T) {
 	res := e.status(t, id).GetResources().GetLinux()
 	if res.GetCpuShares() != 300 || res.GetMemoryLimitInBytes() != 256<<20 {
 		t.Fatalf("resources of the running container after the plugin's update: %v", res)
+	}
+}
+
+// A CDI device a plugin's adjustment names is resolved from berth's CDI
+// spec dirs like a request's; an unknown one fails the creation.
+func TestNRICDIDeviceFromPlugin(t *testing.T) {
+	e := startNRIEnv(t, "", nil)
+	node := mknodTestDevice(t)
+	writeTestFile(t, filepath.Join(e.d.Dir, "cdi", "nri.json"), fmt.Sprintf(`{"cdiVersion": "0.6.0", "kind": "berth.test/nri",
+ "devices": [{"name": "null", "containerEdits": {"deviceNodes": [{"path": "/dev/berth-nri", "hostPath": %q}], "env": ["BERTH_NRI_CDI=null"]}}]}`, node))
+	waitExtInfo(t, e.ctrEnv, "the CDI device", func(i extInfo) bool { return slices.Contains(i.CDI.Devices, "berth.test/nri=null") })
+	cmd, _ := e.connect(t, "80", "cdi", "-cdi", "berth.test/nri=null")
+	id := e.run(t, e.config("with-device", "sleep", "3600"))
+	out := e.exec(t, id, 10, "sh", "-c", `test -c /dev/berth-nri && echo dev-ok; echo "env=$BERTH_NRI_CDI"`)
+	if got := string(out.GetStdout()); got != "dev-ok\nenv=null\n" {
+		t.Fatalf("container with the plugin's CDI device: %q %q", got, out.GetStderr())
+	}
+	_ = cmd.Process.Kill()
+	eventually(t, "the plugin exits", func() bool { return processGone(cmd.Process.Pid) })
+	e.connect(t, "81", "unknown-cdi", "-cdi", "berth.test/nri=missing")
+	if _, err := e.create(t, e.config("missing-device", "sleep", "3600")); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("CreateContainer with an unknown CDI device from a plugin: %v", err)
 	}
 }

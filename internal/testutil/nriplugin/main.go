@@ -1,7 +1,8 @@
 // Command nriplugin is an NRI plugin for berth's tests, built on the
 // stub package of github.com/containerd/nri: it writes every event it
 // gets, with the pod and container data, as one JSON line to a file, and
-// can adjust containers (env, mount, rlimit, OOM score, annotation), fail
+// can adjust containers (env, mount, rlimit, OOM score, annotation, CDI
+// device), fail
 // or hang an event. berthd runs it from nri_plugin_dir (through a script
 // IDX-NAME that execs it with its flags), or a test starts it against
 // nri_listen.
@@ -58,6 +59,7 @@ type plugin struct {
 	rlimits    []string
 	annotation []string
 	oomScore   string
+	cdi        []string
 	fail       map[string]int // event -> failures left
 	hang       string
 	// updateShares makes CreateContainer ask to set the CPU shares of
@@ -202,6 +204,9 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 		hard, _ := strconv.ParseUint(parts[2], 10, 64)
 		adj.AddRlimit(parts[0], hard, soft)
 	}
+	for _, name := range p.cdi {
+		adj.AddCDIDevice(&api.CDIDevice{Name: name})
+	}
 	if p.oomScore != "" {
 		v, _ := strconv.Atoi(p.oomScore)
 		adj.SetLinuxOomScoreAdj(&v)
@@ -275,6 +280,7 @@ func main() {
 	flag.Var((*list)(&p.rlimits), "rlimit", "TYPE:SOFT:HARD set in every container")
 	flag.Var((*list)(&p.annotation), "annotation", "KEY=VALUE added to every container")
 	flag.StringVar(&p.oomScore, "oom-score-adj", "", "OOM score adjustment of every container")
+	flag.Var((*list)(&p.cdi), "cdi", "fully qualified CDI device name injected into every container")
 	flag.Var(&fail, "fail", "event to refuse (repeatable)")
 	flag.IntVar(&failTimes, "fail-times", 1, "how many times -fail refuses")
 	flag.StringVar(&p.hang, "hang", "", "event never answered")
