@@ -56,6 +56,7 @@ type Berth struct {
 	Metrics Metrics `toml:"metrics"`
 	Tracing Tracing `toml:"tracing"`
 	Stats   Stats   `toml:"stats" comment:"The stats collector behind the CRI stats RPCs."`
+	NRI     NRI     `toml:"nri" comment:"NRI plugins (Node Resource Interface), as in CRI-O."`
 }
 
 // API is the [berth.api] table: the CRI socket and the streaming server.
@@ -232,6 +233,7 @@ func Default() *Config {
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Tracing: defaultTracing(),
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
+		NRI:     defaultNRI(),
 	}}
 	normalize(reflect.ValueOf(c).Elem())
 	return c
@@ -317,6 +319,7 @@ func (c *Config) Validate() error {
 	if b.Stats.CollectionPeriod.Duration < 0 {
 		bad("berth.stats.stats_collection_period", "must not be negative")
 	}
+	errs = append(errs, b.NRI.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -84,6 +84,9 @@ func TestRejectsUnknownKeysAndBadValuesNamingFileAndKey(t *testing.T) {
 		{"bad handler", "[berth.runtime]\ndefault_runtime = \"kata\"\n", "berth.runtime.default_runtime"},
 		{"bad driver", "[berth]\nstorage_driver = \"zfs\"\n", "berth.storage_driver"},
 		{"bad shm", "[berth.runtime]\nshm_size = \"lots\"\n", "berth.runtime.shm_size"},
+		{"relative nri socket", "[berth.nri]\nnri_listen = \"nri.sock\"\n", "berth.nri.nri_listen"},
+		{"zero nri timeout", "[berth.nri]\nnri_plugin_request_timeout = \"0s\"\n", "berth.nri.nri_plugin_request_timeout"},
+		{"misspelt nri key", "[berth.nri]\nenable_nrii = true\n", "did you mean berth.nri.enable_nri?"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,7 +52,13 @@ var annotationPrefixes = []string{"io.berth.", "io.kubernetes.cri-o."}
 // under way: later than the return when the client gave up, so the
 // caller keeps the pod's admission until then.
 func (m *Manager) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (id string, finished <-chan struct{}, err error) {
-	id, r, err := m.startCreate(ctx, sb, cfg)
+	return m.CreateAdjusted(ctx, sb, cfg, nil)
+}
+
+// CreateAdjusted is Create with adj run on the finished spec (see
+// SpecAdjuster); nil adjusts nothing.
+func (m *Manager) CreateAdjusted(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig, adj SpecAdjuster) (id string, finished <-chan struct{}, err error) {
+	id, r, err := m.startCreate(ctx, sb, cfg, adj)
 	if r == nil {
 		return id, closedChan(), err
 	}
@@ -61,7 +67,7 @@ func (m *Manager) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.C
 
 // startCreate validates, reserves the name and runs the pipeline; r is the
 // reservation of a pipeline it started, nil when it started none.
-func (m *Manager) startCreate(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, *reservation, error) {
+func (m *Manager) startCreate(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig, adj SpecAdjuster) (string, *reservation, error) {
 	if cfg == nil || cfg.GetMetadata().GetName() == "" {
 		return "", nil, fmt.Errorf("config.metadata.name is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -91,7 +97,7 @@ func (m *Manager) startCreate(ctx context.Context, sb *pod.Sandbox, cfg *runtime
 	m.goBackground(func() {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 		defer cancel()
-		id, err := m.create(pctx, sb, name, cfg)
+		id, err := m.create(pctx, sb, name, cfg, adj)
 		m.finishReservation(r, name, id, err)
 		done <- result{id, err}
 	})
@@ -173,7 +179,7 @@ func (m *Manager) abandon(r *reservation) {
 }
 
 // create is the pipeline proper.
-func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg *runtimeapi.ContainerConfig) (_ string, err error) {
+func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg *runtimeapi.ContainerConfig, adj SpecAdjuster) (_ string, err error) {
 	conf := m.cfg()
 	rc := conf.Berth.Runtime
 	handlerName, handler, err := conf.Handler(sb.RuntimeHandler)
@@ -317,6 +323,12 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	m.logAdapted(gen.Adapted)
 	if err := m.applyExtensions(gen.Spec, sb, cfg); err != nil {
 		return "", err
+	}
+	// NRI plugins see, and adjust, the spec with the node's extensions in.
+	if adj != nil {
+		if err := adj.AdjustSpec(ctx, id, gen.Spec); err != nil {
+			return "", err
+		}
 	}
 	if err := makeDirs(rootfs, gen); err != nil {
 		return "", err

@@ -24,7 +24,7 @@ func (s *runtimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 
 // StartContainer starts a created container.
 func (s *runtimeService) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
-	if err := s.deps.Containers.Start(ctx, req.GetContainerId()); err != nil {
+	if err := s.deps.Lifecycle.StartContainer(ctx, req.GetContainerId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.StartContainerResponse{}, nil
@@ -36,7 +36,7 @@ func (s *runtimeService) StopContainer(ctx context.Context, req *runtimeapi.Stop
 	if req.GetContainerId() == "" {
 		return nil, invalid("container_id is required")
 	}
-	if err := s.deps.Containers.Stop(ctx, req.GetContainerId(), req.GetTimeout()); err != nil {
+	if err := s.deps.Lifecycle.StopContainer(ctx, req.GetContainerId(), req.GetTimeout()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
@@ -48,7 +48,7 @@ func (s *runtimeService) RemoveContainer(ctx context.Context, req *runtimeapi.Re
 	if req.GetContainerId() == "" {
 		return nil, invalid("container_id is required")
 	}
-	if err := s.deps.Containers.Remove(ctx, req.GetContainerId()); err != nil {
+	if err := s.deps.Lifecycle.RemoveContainer(ctx, req.GetContainerId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil
@@ -79,7 +79,7 @@ func (s *runtimeService) ContainerStatus(ctx context.Context, req *runtimeapi.Co
 
 // UpdateContainerResources changes a container's cgroup limits.
 func (s *runtimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
-	if err := s.deps.Containers.UpdateResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
+	if err := s.deps.Lifecycle.UpdateContainerResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil

@@ -12,7 +12,7 @@ import (
 // RunPodSandbox creates and starts a pod; a retry of a request for the
 // same pod metadata returns the same id.
 func (s *runtimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	id, err := s.deps.Pods.Run(ctx, req.GetConfig(), req.GetRuntimeHandler())
+	id, err := s.deps.Lifecycle.RunPod(ctx, req.GetConfig(), req.GetRuntimeHandler())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -113,7 +113,7 @@ func (s *runtimeService) UpdatePodSandboxResources(ctx context.Context, req *run
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is required")
 	}
-	if err := s.deps.Pods.UpdateResources(ctx, req.GetPodSandboxId(), req.GetOverhead(), req.GetResources()); err != nil {
+	if err := s.deps.Lifecycle.UpdatePodResources(ctx, req.GetPodSandboxId(), req.GetOverhead(), req.GetResources()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil

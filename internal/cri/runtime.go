@@ -59,6 +59,13 @@ func (s *runtimeService) Status(ctx context.Context, req *runtimeapi.StatusReque
 		if err := addExtensionsInfo(resp.Info, s.deps.Extensions); err != nil {
 			return nil, toStatus(err)
 		}
+		if s.deps.NRIInfo != nil {
+			doc, err := json.Marshal(s.deps.NRIInfo())
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			resp.Info["nri"] = string(doc)
+		}
 	}
 	return resp, nil
 }

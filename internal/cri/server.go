@@ -63,9 +63,14 @@ type Deps struct {
 	Metrics *metrics.Metrics
 	// Containers runs the container RPCs.
 	Containers *container.Manager
-	// Lifecycle runs what spans a pod and its containers: creating a
-	// container in a pod, stopping and removing a pod.
+	// Lifecycle runs what spans a pod and its containers (creating a
+	// container in a pod, stopping and removing a pod) and every step NRI
+	// plugins hear of: running a pod, starting, updating, stopping and
+	// removing a container.
 	Lifecycle *lifecycle.Service
+	// NRIInfo reports the NRI plugins for the verbose Status; nil
+	// reports nothing.
+	NRIInfo func() any
 	// Events carries the lifecycle events of GetContainerEvents.
 	Events *runtime.Events
 	// Checkpoint says whether CRIU can checkpoint on this node.

@@ -223,6 +223,13 @@ func Run(ctx context.Context, loader config.Loader) error {
 		return err
 	}
 	defer d.stopTracing(tracer)
+
+	plugins, err := d.startNRI(cfg, ext)
+	if err != nil {
+		return err
+	}
+	defer plugins.Stop()
+
 	d.server = cri.New(cri.Deps{
 		Config:  d.current,
 		Log:     d.log.With("component", "cri"),
@@ -235,7 +242,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Stats:         d.stats,
 		Metrics:       d.metrics,
 		Containers:    d.containers,
-		Lifecycle:     lifecycle.New(d.pods, d.containers),
+		Lifecycle:     lifecycle.New(d.pods, d.containers, plugins),
+		NRIInfo:       func() any { return plugins.Info() },
 		Events:        d.events,
 		Checkpoint:    checkpoint.NewProber(""),
 		Features:      features,
@@ -252,7 +260,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 			return ""
 		},
-		Containers: containerInfo{ctrs: d.containers, pods: d.pods}, Extensions: ext.Report}); err != nil {
+		Containers: containerInfo{ctrs: d.containers, pods: d.pods}, Extensions: ext.Report,
+		NRI: func() any { return plugins.Info() }}); err != nil {
 		return err
 	}
 	defer d.info.Close()

@@ -8,6 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
 	"github.com/berth-cri/berth/internal/pod"
@@ -71,10 +72,10 @@ func newFakeContainers() *fakeContainers {
 	return &fakeContainers{entered: make(chan struct{}, 16), release: make(chan struct{}), ctrs: map[string][]string{}, found: map[string][]string{}}
 }
 
-// Create behaves like the real manager's: the creation (blocked until
-// release) goes on when the client leaves, and Create then returns at
+// CreateAdjusted behaves like the real manager's: the creation (blocked
+// until release) goes on when the client leaves, and it then returns at
 // once while finished closes only when the container is registered.
-func (f *fakeContainers) Create(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig) (string, <-chan struct{}, error) {
+func (f *fakeContainers) CreateAdjusted(ctx context.Context, sb *pod.Sandbox, cfg *runtimeapi.ContainerConfig, _ container.SpecAdjuster) (string, <-chan struct{}, error) {
 	f.mu.Lock()
 	f.creates++
 	f.mu.Unlock()
@@ -94,6 +95,14 @@ func (f *fakeContainers) Create(ctx context.Context, sb *pod.Sandbox, cfg *runti
 	case <-ctx.Done():
 		return "", finished, ctx.Err()
 	}
+}
+
+// The single-container operations are not under test here.
+func (f *fakeContainers) Start(context.Context, string) error       { return nil }
+func (f *fakeContainers) Stop(context.Context, string, int64) error { return nil }
+func (f *fakeContainers) Remove(context.Context, string) error      { return nil }
+func (f *fakeContainers) UpdateResources(context.Context, string, *runtimeapi.LinuxContainerResources) error {
+	return nil
 }
 
 func (f *fakeContainers) teardown(podID string) {

@@ -77,7 +77,7 @@ func TestTeardownWaitsForAdmittedCreate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pods, podID := newPods(t)
 			ctrs := newFakeContainers()
-			svc := New(pods, ctrs)
+			svc := New(pods, ctrs, nil)
 			ctx := context.Background()
 
 			first := make(chan created, 1)
@@ -141,7 +141,7 @@ func TestTeardownWaitsForAdmittedCreate(t *testing.T) {
 func TestTeardownDeadlineWhileCreating(t *testing.T) {
 	pods, podID := newPods(t)
 	ctrs := newFakeContainers()
-	svc := New(pods, ctrs)
+	svc := New(pods, ctrs, nil)
 	first := make(chan created, 1)
 	go func() {
 		id, err := svc.CreateContainer(context.Background(), podID, ctrConfig("first"))
@@ -177,7 +177,7 @@ func TestTeardownDeadlineWhileCreating(t *testing.T) {
 func TestTeardownUnknownPod(t *testing.T) {
 	pods, _ := newPods(t)
 	ctrs := newFakeContainers()
-	svc := New(pods, ctrs)
+	svc := New(pods, ctrs, nil)
 	if err := svc.StopPod(context.Background(), "nope"); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestTeardownUnknownPod(t *testing.T) {
 func TestTeardownWaitsForAbandonedCreate(t *testing.T) {
 	pods, podID := newPods(t)
 	ctrs := newFakeContainers()
-	svc := New(pods, ctrs)
+	svc := New(pods, ctrs, nil)
 	cctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() {

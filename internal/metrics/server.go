@@ -37,6 +37,8 @@ type Info struct {
 	CDI           *ociext.CDIReport    `json:"cdi,omitempty"`
 	Hooks         *ociext.HooksReport  `json:"hooks,omitempty"`
 	DefaultMounts *ociext.MountsReport `json:"default_mounts,omitempty"`
+	// NRI is the NRI plugins' state, when the daemon reports it.
+	NRI any `json:"nri,omitempty"`
 }
 
 // ContainerInfo is the answer of GET /containers/{id}, with CRI-O's field
@@ -77,6 +79,8 @@ type ServeOptions struct {
 	// Extensions reports the CDI devices, hooks and default mounts for
 	// /info; nil leaves them out.
 	Extensions func() ociext.Report
+	// NRI reports the NRI plugins in /info; nil leaves them out.
+	NRI func() any
 }
 
 // Server serves the info socket and, when enabled, the metrics endpoint.
@@ -231,6 +235,9 @@ func (s *Server) serveInfo(w http.ResponseWriter, _ *http.Request) {
 		DefaultRuntime: b.Runtime.DefaultRuntime,
 		CRISocket:      b.API.Listen,
 		StateDir:       b.StateDir,
+	}
+	if s.opts.NRI != nil {
+		info.NRI = s.opts.NRI()
 	}
 	if s.opts.Extensions != nil {
 		ext := s.opts.Extensions()

@@ -32,7 +32,7 @@ type DaemonOptions struct {
 	// defining a table twice, so it may only add tables the generated file
 	// lacks (e.g. [berth.metrics]); keys of [berth], [berth.api],
 	// [berth.runtime], [berth.runtime.runtimes.runc], [berth.image] and
-	// [berth.network] belong in DropIns.
+	// [berth.network] and [berth.nri] belong in DropIns.
 	ExtraTOML string
 	// DropIns are files of the drop-in directory, name -> content, e.g.
 	// {"10-vfs.toml": "[berth]\nstorage_driver = \"vfs\"\n"}.
@@ -55,6 +55,10 @@ type Daemon struct {
 	CNIDir string
 	// BinDir is DaemonOptions.BinDir.
 	BinDir string
+	// NRISocket is berth.nri.nri_listen, where external NRI plugins
+	// connect; NRIPluginDir and NRIPluginConfigDir hold pre-installed
+	// plugins and their configs (both empty at start).
+	NRISocket, NRIPluginDir, NRIPluginConfigDir string
 
 	// Runtime, Images and Conn talk CRI to the running berthd. Restart
 	// replaces them: read them again after it.
@@ -105,6 +109,10 @@ func NewDaemon(t testing.TB, opts DaemonOptions) *Daemon {
 		BinDir:     opts.BinDir,
 		opts:       opts,
 		log:        &SyncBuffer{},
+
+		NRISocket:          filepath.Join(dir, "run", "nri.sock"),
+		NRIPluginDir:       filepath.Join(dir, "nri", "plugins"),
+		NRIPluginConfigDir: filepath.Join(dir, "nri", "conf.d"),
 	}
 	t.Cleanup(func() {
 		if t.Failed() {

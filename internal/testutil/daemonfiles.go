@@ -10,7 +10,7 @@ import (
 
 // writeFiles lays out the config, policy, registries.conf and directories.
 func (d *Daemon) writeFiles() error {
-	for _, sub := range []string{"berth.toml.d", "registries.conf.d", "cni", "run", "cdi", "hooks.d"} {
+	for _, sub := range []string{"berth.toml.d", "registries.conf.d", "cni", "run", "cdi", "hooks.d", "nri/plugins", "nri/conf.d"} {
 		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", sub, err)
 		}
@@ -66,8 +66,14 @@ registries_conf_dir = %s
 
 [berth.network]
 network_dir = %q
+
+[berth.nri]
+nri_listen = %q
+nri_plugin_dir = %q
+nri_plugin_config_dir = %q
 `, p("storage"), p("runroot"), p("state"), p("run"), p("logs"), d.Socket,
-		p("cdi"), p("hooks.d"), p("mounts.conf"), runcPath(), p("runc"), p("policy.json"), p("registries.conf"), p("registries.conf.d"), d.CNIDir)
+		p("cdi"), p("hooks.d"), p("mounts.conf"), runcPath(), p("runc"), p("policy.json"), p("registries.conf"), p("registries.conf.d"), d.CNIDir,
+		d.NRISocket, d.NRIPluginDir, d.NRIPluginConfigDir)
 }
 
 func runcPath() string {
