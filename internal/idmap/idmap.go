@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
@@ -189,4 +191,14 @@ func HostID(ms []Mapping, id uint32) (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// OCI converts ms for an OCI runtime spec's linux.uidMappings or
+// linux.gidMappings.
+func OCI(ms []Mapping) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, len(ms))
+	for i, m := range ms {
+		out[i] = specs.LinuxIDMapping{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+	}
+	return out
 }

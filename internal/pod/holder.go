@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/idmap"
 	"github.com/berth-cri/berth/internal/runtime"
 )
 
@@ -212,11 +213,16 @@ func holderSpec(rec *record, rootfs string, systemd bool) *specs.Spec {
 	if p := rec.NSPaths.UTS; p != "" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace, Path: p})
 	}
+	if p := rec.NSPaths.User; p != "" && rec.UserNS != nil {
+		// The holder's PID namespace must be owned by the pod's user
+		// namespace, or its containers could not mount their /proc.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace, Path: p})
+	}
 	cgroupsPath := filepath.Join(rec.CgroupParent, "berth-pause-"+rec.ID)
 	if systemd {
 		cgroupsPath = rec.CgroupParent + ":berth-pause:" + rec.ID
 	}
-	return &specs.Spec{
+	s := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
 			Args:            []string{"/pause"},
@@ -238,4 +244,9 @@ func holderSpec(rec *record, rootfs string, systemd bool) *specs.Spec {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+	if rec.UserNS != nil {
+		s.Linux.UIDMappings = idmap.OCI(rec.UserNS.UIDs)
+		s.Linux.GIDMappings = idmap.OCI(rec.UserNS.GIDs)
+	}
+	return s
 }
