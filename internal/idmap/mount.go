@@ -18,20 +18,30 @@ import (
 // an id k on disk is seen as k inside that namespace. dst is created (a
 // directory for a directory, an empty file otherwise). On failure
 // nothing is left: no mount, no dst.
-func Mount(src, dst, usernsPath string) (err error) {
+func Mount(src, dst, usernsPath string) error {
 	ns, err := os.Open(usernsPath)
 	if err != nil {
 		return fmt.Errorf("idmapped mount of %s: open user namespace: %w", src, err)
 	}
 	defer ns.Close()
+	return attach(src, dst, ns)
+}
+
+// Bind attaches at dst a recursive clone of the mount tree at src, not
+// idmapped (for a filesystem that cannot be), the way Mount does.
+func Bind(src, dst string) error { return attach(src, dst, nil) }
+
+func attach(src, dst string, ns *os.File) (err error) {
 	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return fmt.Errorf("idmapped mount of %s: open_tree: %w", src, err)
 	}
 	defer unix.Close(tree)
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
-		return fmt.Errorf("idmapped mount of %s: mount_setattr(MOUNT_ATTR_IDMAP): %w", src, err)
+	if ns != nil {
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+			return fmt.Errorf("idmapped mount of %s: mount_setattr(MOUNT_ATTR_IDMAP): %w", src, err)
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(tree, &st); err != nil {
