@@ -208,6 +208,9 @@ func Generate(in *Input) (*Result, error) {
 		return nil, err
 	}
 	s.Linux.Namespaces = ns
+	if err := mountMappings(cfg.GetMounts(), &in.Sandbox); err != nil {
+		return nil, err
+	}
 	if in.Sandbox.UserNS != "" {
 		// runc 1.1 wants the mappings of a user namespace it joins.
 		s.Linux.UIDMappings = idmap.OCI(in.Sandbox.IDMappings.UIDs)

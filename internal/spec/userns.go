@@ -3,6 +3,8 @@ package spec
 import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/idmap"
 )
 
 const containerUsernsField = "linux.security_context.namespace_options.userns_options"
@@ -32,4 +34,36 @@ func userNamespace(u *runtimeapi.UserNamespace, sb *Sandbox) ([]specs.LinuxNames
 		return nil, invalid("%s.mode NODE: the pod runs in its own user namespace, and so do its containers", containerUsernsField)
 	}
 	return []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: sb.UserNS}}, nil
+}
+
+// mountMappings checks the id mappings of the request's mounts. The
+// kubelet gives every mount of a pod with its own user namespace that
+// namespace's mappings; berth idmaps every bind mount of such a pod with
+// the pod's namespace, so those are the only mappings a mount may ask
+// for, and a pod in the host's user namespace has no idmapped mounts.
+func mountMappings(mounts []*runtimeapi.Mount, sb *Sandbox) error {
+	for _, m := range mounts {
+		if len(m.GetUidMappings())+len(m.GetGidMappings()) == 0 {
+			continue
+		}
+		if sb.UserNS == "" || sb.IDMappings == nil {
+			return invalid("mount %s: uid_mappings/gid_mappings need a pod with its own user namespace", m.GetContainerPath())
+		}
+		if !sameMappings(m.GetUidMappings(), sb.IDMappings.UIDs) || !sameMappings(m.GetGidMappings(), sb.IDMappings.GIDs) {
+			return invalid("mount %s: uid_mappings/gid_mappings differ from the pod's user namespace mappings, the only ones berth idmaps mounts with", m.GetContainerPath())
+		}
+	}
+	return nil
+}
+
+func sameMappings(req []*runtimeapi.IDMapping, pod []idmap.Mapping) bool {
+	if len(req) != len(pod) {
+		return false
+	}
+	for i, m := range req {
+		if m.GetContainerId() != pod[i].ContainerID || m.GetHostId() != pod[i].HostID || m.GetLength() != pod[i].Size {
+			return false
+		}
+	}
+	return true
 }

@@ -52,3 +52,21 @@ func TestUserNamespace(t *testing.T) {
 		genErr(t, in, errdefs.ErrInvalidArgument)
 	}
 }
+
+// The kubelet sends each mount of a userns pod the pod's mappings.
+func TestMountMappings(t *testing.T) {
+	podMap := []*runtimeapi.IDMapping{{HostId: 131072, ContainerId: 0, Length: 65536}}
+	mount := func(uids []*runtimeapi.IDMapping) *runtimeapi.ContainerConfig {
+		return &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{{ContainerPath: "/v", HostPath: t.TempDir(), UidMappings: uids, GidMappings: podMap}}}
+	}
+	inPod := func(cfg *runtimeapi.ContainerConfig) *Input {
+		in := input(t, cfg)
+		in.Sandbox.UserNS = "/run/berth/ns/user/pod1"
+		mp := []idmap.Mapping{{HostID: 131072, Size: 65536}}
+		in.Sandbox.IDMappings = &idmap.Mappings{UIDs: mp, GIDs: mp}
+		return in
+	}
+	gen(t, inPod(mount(podMap)))
+	genErr(t, inPod(mount([]*runtimeapi.IDMapping{{HostId: 262144, Length: 65536}})), errdefs.ErrInvalidArgument)
+	genErr(t, input(t, mount(podMap)), errdefs.ErrInvalidArgument)
+}

@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/idmap"
 )
 
 // usernsHost is the first host id of the test pods' user namespaces:
@@ -116,7 +118,9 @@ func TestUserNamespacePod(t *testing.T) {
 	}
 
 	cfg := e.config("inside", "sleep", "1000")
-	cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/host", HostPath: hostDir}}
+	// With the pod's mappings on the mount, as the kubelet sends it.
+	cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/host", HostPath: hostDir,
+		UidMappings: idMapping(usernsHost, 0, 65536), GidMappings: idMapping(usernsHost, 0, 65536)}}
 	c := e.run(t, cfg)
 	out := func(cmd ...string) string {
 		t.Helper()
@@ -174,6 +178,11 @@ func TestUserNamespacePod(t *testing.T) {
 		NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}}}
 	_, err = e.create(t, own)
 	wantCode(t, err, codes.InvalidArgument, "userns_options")
+	other := e.config("other", "true")
+	other.Mounts = []*runtimeapi.Mount{{ContainerPath: "/host", HostPath: hostDir,
+		UidMappings: idMapping(usernsHost*3, 0, 65536), GidMappings: idMapping(usernsHost*3, 0, 65536)}}
+	_, err = e.create(t, other)
+	wantCode(t, err, codes.InvalidArgument, "differ from the pod's user namespace mappings")
 	if got := berthMounts(t, e.d.Dir); got != mid {
 		t.Errorf("mounts after a refused container: %d, before it %d", got, mid)
 	}
@@ -255,5 +264,46 @@ func TestUserNamespaceRefusals(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(e.d.Dir, "run", "ns", "user")); len(ents) != 0 {
 		t.Errorf("user namespace pins left: %v", ents)
+	}
+}
+
+// A pod sharing one PID namespace in its own user namespace: its holder
+// joins the user namespace, so the containers can mount their /proc. And
+// after a crash of berthd, idmapped mounts that no container owns (left
+// by a creation the crash cut short) are swept at the next start, while
+// a live container's stay.
+func TestUserNamespaceSharedPIDAndSweep(t *testing.T) {
+	e := startCtrEnv(t)
+	if err := os.Chmod(e.d.Dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	before := berthMounts(t, e.d.Dir)
+	e.podCfg = usernsPodConfig("usernspid", idMapping(usernsHost*2, 0, 65536), idMapping(usernsHost*2, 0, 65536))
+	e.podCfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	e.podCfg.LogDirectory = e.logDir
+	e.pod = runPod(t, e.d, e.podCfg)
+	c := e.run(t, e.config("top", "sleep", "1000"))
+	r := e.exec(t, c, 10, "sh", "-c", "cat /proc/1/cmdline; echo; id -u")
+	if got := strings.Fields(string(r.GetStdout())); r.GetExitCode() != 0 || len(got) != 2 || got[0] != "/pause" || got[1] != "0" {
+		t.Fatalf("PID 1 and id inside: %q %q", r.GetStdout(), r.GetStderr())
+	}
+
+	e.d.Kill(t)
+	orphan := filepath.Join(e.d.Dir, "run", "idmap", strings.Repeat("ab", 32))
+	src := t.TempDir()
+	if err := idmap.Mount(src, filepath.Join(orphan, "m0"), filepath.Join(e.d.Dir, "run", "ns", "user", e.pod)); err != nil {
+		t.Fatal(err)
+	}
+	e.d.Start(t)
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("orphan idmapped mounts not swept: %v", err)
+	}
+	if r := e.exec(t, c, 10, "id", "-u"); strings.TrimSpace(string(r.GetStdout())) != "0" {
+		t.Errorf("after the restart: %q %q", r.GetStdout(), r.GetStderr())
+	}
+	stopPod(t, e.d, e.pod)
+	removePod(t, e.d, e.pod)
+	if got := berthMounts(t, e.d.Dir); got != before {
+		t.Errorf("mounts under the daemon dir: %d before the pod, %d after its removal", before, got)
 	}
 }

@@ -48,6 +48,7 @@ func TestKubelet(t *testing.T) {
 			{"node-limits", testNodeLimits},
 			{"list-streams", testListStreams},
 			{"evented-pleg-exit", testEventedExit},
+			{"user-namespace", testUserNamespace},
 		} {
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
