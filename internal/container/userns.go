@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -18,9 +17,10 @@ import (
 )
 
 // idmapRoot is where the idmapped mounts of containers in a user
-// namespace live, one directory per container: outside the bundles, so
-// that removing a bundle never walks into a volume.
-func idmapRoot(runDir string) string { return filepath.Join(runDir, "idmap") }
+// namespace live, one directory per container (and one per pod holder,
+// named by the pod): outside the bundles, so that removing a bundle
+// never walks into a volume.
+func idmapRoot(runDir string) string { return idmap.Root(runDir) }
 
 func (m *Manager) idmapDir(id string) string {
 	return filepath.Join(idmapRoot(m.cfg().Berth.RunDir), id)
@@ -56,7 +56,7 @@ func (m *Manager) idmapContainer(ctx context.Context, id string, sb *pod.Sandbox
 			m.log.Error("undo: idmapped mounts", "id", id, "error", err)
 		}
 	})
-	if err := m.searchableDir(dir); err != nil {
+	if err := idmap.SearchableDir(dir, m.cfg().Berth.RunDir); err != nil {
 		return fmt.Errorf("user namespace: %w", err)
 	}
 	if _, err := store.Unmount(id, false); err != nil {
@@ -92,35 +92,6 @@ func (m *Manager) idmapContainer(ctx context.Context, id string, sb *pod.Sandbox
 		mt.Source = vol
 	}
 	return nil
-}
-
-// searchableDir makes dir (mode 0711) and checks that the pod's root
-// can pass through every directory above it: berth's own run dir is
-// opened up for search (not listing) if it is not; any other directory
-// must already be.
-func (m *Manager) searchableDir(dir string) error {
-	runDir := filepath.Clean(m.cfg().Berth.RunDir)
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return err
-	}
-	for p := dir; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			if p != runDir && !strings.HasPrefix(p, runDir+"/") {
-				return fmt.Errorf("the root of a pod's user namespace cannot search %s (mode %v): containers in a user namespace need every directory above %s searchable by others: %w",
-					p, fi.Mode().Perm(), dir, errdefs.ErrFailedPrecondition)
-			}
-			if err := os.Chmod(p, fi.Mode().Perm()|0o001); err != nil {
-				return err
-			}
-		}
-		if p == "/" {
-			return nil
-		}
-	}
 }
 
 func isOverlay(p string) bool {

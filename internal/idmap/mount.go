@@ -7,9 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/errdefs"
 )
 
 // Mount attaches at dst an idmapped view of the mount tree at src: a
@@ -196,4 +199,39 @@ func SysMappings(ms []Mapping) []syscall.SysProcIDMap {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
 	}
 	return out
+}
+
+// Root is the directory under berth's run dir that holds the mounts
+// made for pods in a user namespace: one directory per container, and
+// one per PID-namespace holder named by its pod.
+func Root(runDir string) string { return filepath.Join(runDir, "idmap") }
+
+// SearchableDir makes dir (mode 0711) and checks that a pod's root, a
+// plain uid on the host, can pass through every directory above it:
+// runc 1.1 makes a container's mounts from inside its user namespace.
+// Directories at or below own (berth's run dir) are opened up for search
+// (not listing) if they are not; any other must already be.
+func SearchableDir(dir, own string) error {
+	own = filepath.Clean(own)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if p != own && !strings.HasPrefix(p, own+"/") {
+				return fmt.Errorf("the root of a pod's user namespace cannot search %s (mode %v): containers in a user namespace need every directory above %s searchable by others: %w",
+					p, fi.Mode().Perm(), dir, errdefs.ErrFailedPrecondition)
+			}
+			if err := os.Chmod(p, fi.Mode().Perm()|0o001); err != nil {
+				return err
+			}
+		}
+		if p == "/" {
+			return nil
+		}
+	}
 }

@@ -137,6 +137,13 @@ func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err
 	if err != nil {
 		return nil, err
 	}
+	// runc 1.1 mounts the rootfs of a holder in a user namespace from
+	// inside it, whose root cannot search berth's state dir: the holder
+	// runs from a bind of it in a directory that root can reach.
+	pauseRootfs, reachDir := rootfs, filepath.Join(idmap.Root(h.cfg().Berth.RunDir), rec.ID)
+	if rec.UserNS != nil {
+		rootfs = filepath.Join(reachDir, "rootfs")
+	}
 	bundle := filepath.Join(rec.RunDir, "holder")
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return nil, fmt.Errorf("holder bundle: %w", err)
@@ -155,6 +162,14 @@ func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err
 			_ = h.remove(context.WithoutCancel(ctx), rec.RuntimeHandler, ho)
 		}
 	}()
+	if rec.UserNS != nil {
+		if err := idmap.SearchableDir(reachDir, h.cfg().Berth.RunDir); err != nil {
+			return ho, fmt.Errorf("PID namespace holder: %w", err)
+		}
+		if err := idmap.Bind(pauseRootfs, rootfs); err != nil {
+			return ho, fmt.Errorf("PID namespace holder: %w", err)
+		}
+	}
 	created, err := h.mon.Create(ctx, &runtime.CreateOptions{
 		ID: ho.ContainerID, Name: "pause_" + rec.Metadata.Name + "_" + rec.Metadata.Namespace,
 		Bundle: bundle, PersistDir: bundle, LogPath: filepath.Join(bundle, "pause.log"), Runtime: rt, Owner: h.exits,
@@ -192,6 +207,11 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	}
 	if ho.BundleDir != "" {
 		_ = os.RemoveAll(ho.BundleDir)
+	}
+	// The holder of a pod in a user namespace ran from a bind of the
+	// pause rootfs, named by the pod.
+	if err := idmap.Release(filepath.Join(idmap.Root(h.cfg().Berth.RunDir), ho.ContainerID)); err != nil {
+		return fmt.Errorf("PID namespace holder: %w", err)
 	}
 	if h.exits != nil {
 		h.exits.Release(ho.ContainerID)
