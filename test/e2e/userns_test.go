@@ -283,8 +283,8 @@ func TestUserNamespaceSharedPIDAndSweep(t *testing.T) {
 	e.podCfg.LogDirectory = e.logDir
 	e.pod = runPod(t, e.d, e.podCfg)
 	c := e.run(t, e.config("top", "sleep", "1000"))
-	r := e.exec(t, c, 10, "sh", "-c", "cat /proc/1/cmdline; echo; id -u")
-	if got := strings.Fields(string(r.GetStdout())); r.GetExitCode() != 0 || len(got) != 2 || got[0] != "/pause" || got[1] != "0" {
+	r := e.exec(t, c, 10, "sh", "-c", "cat /proc/1/comm; id -u")
+	if got := strings.Fields(string(r.GetStdout())); r.GetExitCode() != 0 || len(got) != 2 || got[0] != "pause" || got[1] != "0" {
 		t.Fatalf("PID 1 and id inside: %q %q", r.GetStdout(), r.GetStderr())
 	}
 
