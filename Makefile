@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-.PHONY: all deps build test lint bench demo clean e2e-kubelet
+.PHONY: all deps build test lint bench demo clean e2e-kubelet chaos
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -27,6 +27,10 @@ test: deps build
 e2e-kubelet: deps build
 	kubelet=$$(./test/kubelet/build/build.sh) && KUBELET=$$kubelet BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) \
 		GOFLAGS="$(GOFLAGS),kubelet" go test -count=1 -v -timeout 30m ./test/kubelet/
+
+# The chaos soak of the e2e suite (3 minutes there) for 20 minutes.
+chaos: deps build
+	BERTH_CHAOS_DURATION=20m BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) go test -count=1 -v -timeout 40m -run 'TestChaosSoak$$' ./test/e2e/
 
 lint:
 	gofmt -l . | (! grep .)
