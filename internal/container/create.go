@@ -316,7 +316,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		return "", err
 	}
 	if sb.UserNS != "" {
-		if err := m.idmapContainer(ctx, id, sb, rt, handlerName, rootfs, store, gen.Spec, &u); err != nil {
+		if err := m.idmapContainer(ctx, id, sb, rt, handlerName, rootfs, store, volumes, gen.Spec, &u); err != nil {
 			return "", err
 		}
 	}

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/idmap"
@@ -36,7 +36,7 @@ func (m *Manager) idmapDir(id string) string {
 // ids the container sees. Everything is released by u on failure, and
 // by releaseIDMapped at removal.
 func (m *Manager) idmapContainer(ctx context.Context, id string, sb *pod.Sandbox,
-	rt runtime.OCI, handler string, rootfs string, store Layers, s *specs.Spec, u *undo) error {
+	rt runtime.OCI, handler string, rootfs string, store Layers, volumes imageVolumes, s *specs.Spec, u *undo) error {
 	if !m.features.Of(ctx, rt).UserNamespaces {
 		return fmt.Errorf("pod %s has its own user namespace, but runtime handler %q or this host cannot run containers in one (no idmapped overlay mounts): %w",
 			sb.ID, handler, errdefs.ErrFailedPrecondition)
@@ -78,15 +78,18 @@ func (m *Manager) idmapContainer(ctx context.Context, id string, sb *pod.Sandbox
 			continue
 		}
 		vol := filepath.Join(dir, fmt.Sprintf("m%d", i))
-		if isOverlay(mt.Source) {
+		if img, ok := imageVolumeAt(volumes, mt.Destination); ok {
 			// An image volume is an overlay, which cannot be idmapped
-			// itself; it is read-only, so a plain bind of it keeps its
-			// files readable as their modes allow.
-			err = idmap.Bind(mt.Source, vol)
-		} else {
-			err = idmap.Mount(mt.Source, vol, sb.UserNS)
+			// itself: it gets a read-only overlay of its own on the
+			// image's idmapped layers, like the rootfs.
+			src, err := m.idmapImage(img, vol, dir, i, sb.UserNS)
+			if err != nil {
+				return fmt.Errorf("mount %s: user namespace: %w", mt.Destination, err)
+			}
+			mt.Source = src
+			continue
 		}
-		if err != nil {
+		if err := idmap.Mount(mt.Source, vol, sb.UserNS); err != nil {
 			return fmt.Errorf("mount %s: user namespace: %w", mt.Destination, err)
 		}
 		mt.Source = vol
@@ -94,9 +97,32 @@ func (m *Manager) idmapContainer(ctx context.Context, id string, sb *pod.Sandbox
 	return nil
 }
 
-func isOverlay(p string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(p, &st) == nil && st.Type == unix.OVERLAYFS_SUPER_MAGIC
+func imageVolumeAt(volumes imageVolumes, dst string) (imageVolume, bool) {
+	for p, v := range volumes {
+		if filepath.Clean(p) == dst {
+			return v, true
+		}
+	}
+	return imageVolume{}, false
+}
+
+// idmapImage stacks at vol a read-only overlay of image volume v's layers
+// seen through the pod's user namespace, and returns the source for the
+// volume's bind: vol, or the sub path in it (already resolved inside the
+// image, symlinks included, by image.SubPath).
+func (m *Manager) idmapImage(v imageVolume, vol, dir string, i int, userns string) (string, error) {
+	rel, err := filepath.Rel(v.image.Path, v.source)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("image volume source %s is outside the image at %s", v.source, v.image.Path)
+	}
+	layers, err := idmap.StorageImageOverlay(v.image.Path, filepath.Join(dir, fmt.Sprintf("e%d", i)))
+	if err != nil {
+		return "", err
+	}
+	if err := idmap.MountOverlay(layers, vol, filepath.Join(dir, "layers"), userns, 0, 0); err != nil {
+		return "", err
+	}
+	return filepath.Join(vol, rel), nil
 }
 
 // releaseIDMapped unmounts the idmapped mounts of container id, if any.

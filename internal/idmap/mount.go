@@ -27,22 +27,39 @@ func Mount(src, dst, usernsPath string) error {
 		return fmt.Errorf("idmapped mount of %s: open user namespace: %w", src, err)
 	}
 	defer ns.Close()
-	return attach(src, dst, ns)
+	return attach(src, dst, ns, true)
+}
+
+// mountTop is Mount of src's own mount only, without the mounts below
+// it: the overlay driver's home holds the mounts of other containers'
+// rootfs, which are overlays and cannot be idmapped.
+func mountTop(src, dst, usernsPath string) error {
+	ns, err := os.Open(usernsPath)
+	if err != nil {
+		return fmt.Errorf("idmapped mount of %s: open user namespace: %w", src, err)
+	}
+	defer ns.Close()
+	return attach(src, dst, ns, false)
 }
 
 // Bind attaches at dst a recursive clone of the mount tree at src, not
 // idmapped (for a filesystem that cannot be), the way Mount does.
-func Bind(src, dst string) error { return attach(src, dst, nil) }
+func Bind(src, dst string) error { return attach(src, dst, nil, true) }
 
-func attach(src, dst string, ns *os.File) (err error) {
-	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+func attach(src, dst string, ns *os.File, recursive bool) (err error) {
+	flags, setFlags := uint(unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC), uint(unix.AT_EMPTY_PATH)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+		setFlags |= unix.AT_RECURSIVE
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
 	if err != nil {
 		return fmt.Errorf("idmapped mount of %s: open_tree: %w", src, err)
 	}
 	defer unix.Close(tree)
 	if ns != nil {
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
-		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		if err := unix.MountSetattr(tree, "", setFlags, &attr); err != nil {
 			return fmt.Errorf("idmapped mount of %s: mount_setattr(MOUNT_ATTR_IDMAP): %w", src, err)
 		}
 	}

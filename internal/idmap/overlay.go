@@ -21,15 +21,39 @@ import (
 
 // OverlayLayers is how containers/storage's overlay driver laid out the
 // writable layer mounted at merged (<home>/<layer>/merged): lowers are
-// relative to home (l/<short>, symlinks to ../<layer>/diff).
+// relative to home (l/<short>, symlinks to ../<layer>/diff). Layer is ""
+// for a read-only stack (an image), which has no upper dir.
 type OverlayLayers struct {
 	Home, Layer string
 	Lowers      []string
+	// Empty is an empty directory added as the bottom lower when a
+	// read-only stack has only one (overlayfs wants two).
+	Empty string
+}
+
+// StorageImageOverlay reads the layer stack of a containers/storage
+// read-only image mount at merged: the top layer's own diff over its
+// lowers. empty is an empty directory for a one-layer image.
+func StorageImageOverlay(merged, empty string) (OverlayLayers, error) {
+	l, err := storageLayers(merged, true)
+	if err != nil {
+		return OverlayLayers{}, err
+	}
+	l.Lowers = append([]string{filepath.Join(l.Layer, "diff")}, l.Lowers...)
+	l.Layer = ""
+	if len(l.Lowers) == 1 {
+		l.Empty = empty
+	}
+	return l, nil
 }
 
 // StorageOverlay reads the layer stack of a containers/storage overlay
 // mount at merged.
 func StorageOverlay(merged string) (OverlayLayers, error) {
+	return storageLayers(merged, false)
+}
+
+func storageLayers(merged string, image bool) (OverlayLayers, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(merged, &st); err != nil {
 		return OverlayLayers{}, fmt.Errorf("rootfs %s: %w", merged, err)
@@ -40,6 +64,9 @@ func StorageOverlay(merged string) (OverlayLayers, error) {
 	layerDir := filepath.Dir(merged)
 	l := OverlayLayers{Home: filepath.Dir(layerDir), Layer: filepath.Base(layerDir)}
 	data, err := os.ReadFile(filepath.Join(layerDir, "lower"))
+	if image && errors.Is(err, os.ErrNotExist) {
+		return l, nil // the base layer
+	}
 	if err != nil {
 		return OverlayLayers{}, fmt.Errorf("rootfs %s: read its lower layers: %w", merged, err)
 	}
@@ -49,7 +76,7 @@ func StorageOverlay(merged string) (OverlayLayers, error) {
 		}
 		l.Lowers = append(l.Lowers, low)
 	}
-	if len(l.Lowers) == 0 {
+	if len(l.Lowers) == 0 && !image {
 		return OverlayLayers{}, fmt.Errorf("rootfs %s has no lower layers", merged)
 	}
 	return l, nil
@@ -62,7 +89,7 @@ func StorageOverlay(merged string) (OverlayLayers, error) {
 // gone again when MountOverlay returns (the overlay keeps what it
 // needs). On failure nothing is left mounted.
 func MountOverlay(layers OverlayLayers, dst, scratch, usernsPath string, rootUID, rootGID uint32) error {
-	if err := Mount(layers.Home, scratch, usernsPath); err != nil {
+	if err := mountTop(layers.Home, scratch, usernsPath); err != nil {
 		return err
 	}
 	defer func() { _ = Unmount(scratch) }()
@@ -120,16 +147,29 @@ func overlayAs(l OverlayLayers, mapped, dst string, uid, gid uint32) error {
 			return err
 		}
 	}
-	if err := set("upperdir", filepath.Join(mapped, l.Layer, "diff")); err != nil {
-		return err
-	}
-	if err := set("workdir", filepath.Join(mapped, l.Layer, "work")); err != nil {
-		return err
+	attrs := 0
+	if l.Layer == "" {
+		attrs = unix.MOUNT_ATTR_RDONLY
+		if l.Empty != "" {
+			if err := os.MkdirAll(l.Empty, 0o755); err != nil {
+				return fmt.Errorf("overlay: %w", err)
+			}
+			if err := set("lowerdir+", l.Empty); err != nil {
+				return err
+			}
+		}
+	} else {
+		if err := set("upperdir", filepath.Join(mapped, l.Layer, "diff")); err != nil {
+			return err
+		}
+		if err := set("workdir", filepath.Join(mapped, l.Layer, "work")); err != nil {
+			return err
+		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("overlay rootfs: create: %w", errors.Join(err, fsError(fsfd)))
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
 		return fmt.Errorf("overlay rootfs: fsmount: %w", err)
 	}

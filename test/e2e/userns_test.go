@@ -307,3 +307,29 @@ func TestUserNamespaceSharedPIDAndSweep(t *testing.T) {
 		t.Errorf("mounts under the daemon dir: %d before the pod, %d after its removal", before, got)
 	}
 }
+
+// An image volume of a pod in a user namespace is a read-only overlay of
+// the image's layers through the pod's mapping: its files are root's
+// inside, a sub path selects a directory, and nothing stays mounted.
+func TestUserNamespaceImageVolume(t *testing.T) {
+	e := startVolEnv(t)
+	if err := os.Chmod(e.d.Dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	before := berthMounts(t, e.d.Dir)
+	e.podCfg = usernsPodConfig("usernsvol", idMapping(usernsHost, 0, 65536), idMapping(usernsHost, 0, 65536))
+	e.podCfg.LogDirectory = e.logDir
+	e.pod = runPod(t, e.d, e.podCfg)
+	cfg := e.config("vol", "sleep", "1000")
+	cfg.Mounts = []*runtimeapi.Mount{imageMount("/vol", e.volID, ""), imageMount("/inner", e.volRef, "data/sub")}
+	c := e.run(t, cfg)
+	r := e.exec(t, c, 10, "sh", "-c", "stat -c %u:%g /vol/data/hello.txt; cat /vol/data/hello.txt /inner/inner.txt; touch /vol/x")
+	if got := string(r.GetStdout()); got != "0:0\nhello from the image\ninner\n" || r.GetExitCode() == 0 {
+		t.Errorf("image volume inside: %q %q exit %d (want root's files, read-only)", got, r.GetStderr(), r.GetExitCode())
+	}
+	stopPod(t, e.d, e.pod)
+	removePod(t, e.d, e.pod)
+	if got := berthMounts(t, e.d.Dir); got != before {
+		t.Errorf("mounts under the daemon dir: %d before the pod, %d after its removal", before, got)
+	}
+}
