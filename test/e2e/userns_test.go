@@ -95,6 +95,10 @@ func TestUserNamespacePod(t *testing.T) {
 	if err := os.Chmod(e.d.Dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
+	// A container of a host-userns pod keeps its rootfs mounted under
+	// storage's overlay home, which the userns pod's layers are idmapped
+	// from (the home's own mount only: that overlay cannot be idmapped).
+	e.run(t, e.config("plain", "sleep", "1000"))
 	before := berthMounts(t, e.d.Dir)
 
 	hostDir := t.TempDir()
