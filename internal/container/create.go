@@ -309,7 +309,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		Sandbox: spec.Sandbox{
 			ID: sb.ID, Hostname: sb.Hostname, NetNS: sb.NetNS, IPCNS: sb.IPCNS, UTSNS: sb.UTSNS, PIDNS: sb.PIDNS,
 			CgroupParent: sb.CgroupParent, ShmPath: shm, ResolvConfPath: sb.ResolvConfPath,
-			HostnamePath: sb.HostnamePath, HostsPath: sb.HostsPath,
+			HostnamePath: sb.HostnamePath, HostsPath: sb.HostsPath, UserNS: sb.UserNS, IDMappings: sb.IDMappings,
 		},
 		Options: spec.Options{DefaultCaps: rc.DefaultCaps, PidsLimit: rc.PidsLimit, CgroupManager: rc.CgroupManager,
 			SeccompDefault: m.seccomp, AppArmorDefault: rc.AppArmorProfile},
@@ -332,6 +332,11 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	}
 	if err := makeDirs(rootfs, gen); err != nil {
 		return "", err
+	}
+	if sb.UserNS != "" {
+		if err := m.idmapContainer(ctx, id, sb, rt, handlerName, rootfs, store, volumes, gen.Spec, &u); err != nil {
+			return "", err
+		}
 	}
 
 	// Bundle and record, then release conmon to run `runc create`.

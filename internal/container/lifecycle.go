@@ -129,6 +129,11 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 
 func (m *Manager) remove(ctx context.Context, c *container, cleaned chan struct{}) error {
 	id := c.meta.ID
+	// Idmapped mounts first: they hold the writable layer's dirs, and
+	// the container's own mount namespace keeps its copies until it ends.
+	if err := m.releaseIDMapped(id); err != nil {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
 	// The writable layer is removed while the runtime state is deleted:
 	// neither needs the other.
 	layerErr := make(chan error, 1)

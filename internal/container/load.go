@@ -261,6 +261,9 @@ func (m *Manager) discard(id string, meta *Meta, conmon runtime.Proc, removeLog 
 	if err := cg.Remove(time.Second); err != nil {
 		log.Warn("discard: conmon cgroup", "error", err)
 	}
+	if err := m.releaseIDMapped(id); err != nil {
+		log.Warn("discard: idmapped mounts", "error", err)
+	}
 	if storageID != "" {
 		if err := m.removeLayer(storageID); err != nil {
 			log.Warn("discard: writable layer", "error", err)

@@ -14,11 +14,13 @@ import (
 // SweepReport counts the orphans a sweep removed.
 type SweepReport struct {
 	Conmons, Bundles, RuntimeStates, StorageContainers, Cgroups int
+	// IDMapped counts containers whose idmapped mounts were released.
+	IDMapped int
 }
 
 // Total is the number of orphans removed.
 func (r SweepReport) Total() int {
-	return r.Conmons + r.Bundles + r.RuntimeStates + r.StorageContainers + r.Cgroups
+	return r.Conmons + r.Bundles + r.RuntimeStates + r.StorageContainers + r.Cgroups + r.IDMapped
 }
 
 // defaultRuntime is the runtime of the default handler, used for what
@@ -92,6 +94,7 @@ func (m *Manager) Sweep(ctx context.Context, keep func(id string) bool) SweepRep
 			}
 		}
 	}
+	rep.IDMapped = m.sweepIDMapped(orphan)
 	rep.StorageContainers = m.sweepStorage(orphan, gone)
 	for id, rel := range m.hier.ConmonCgroups() {
 		if orphan(id) {

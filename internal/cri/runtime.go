@@ -94,7 +94,7 @@ func (s *runtimeService) handlers(ctx context.Context) []*runtimeapi.RuntimeHand
 			return &runtimeapi.RuntimeHandlerFeatures{}
 		}
 		f := s.deps.Features.Of(ctx, runtime.ForHandler(cfg, h))
-		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: f.RecursiveReadOnly}
+		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: f.RecursiveReadOnly, UserNamespaces: f.UserNamespaces}
 	}
 	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features("")}}
 	for _, n := range names {

@@ -89,6 +89,9 @@ func Wipe(ctx context.Context, loader config.Loader, log *slog.Logger) error {
 	if err != nil {
 		log.Warn("wipe: read the images containers mount as volumes", "error", err)
 	}
+	if err := container.ReleaseAllIDMapped(b.RunDir); err != nil {
+		log.Warn("wipe: idmapped mounts", "error", err)
+	}
 	nstorage, err := wipeStorage(current, log, volumes)
 	if err != nil {
 		log.Warn("wipe: storage", "error", err)
@@ -96,7 +99,7 @@ func Wipe(ctx context.Context, loader config.Loader, log *slog.Logger) error {
 	for _, p := range []string{
 		filepath.Join(b.StateDir, "containers"), filepath.Join(b.StateDir, "pods"),
 		filepath.Join(b.RunDir, "containers"), filepath.Join(b.RunDir, "pods"),
-		exitDir, filepath.Join(b.RunDir, "attach"),
+		exitDir, filepath.Join(b.RunDir, "attach"), filepath.Join(b.RunDir, "idmap"),
 	} {
 		if err := os.RemoveAll(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("wipe %s: %w", p, err)

@@ -16,12 +16,9 @@ import (
 // namespaces already, so everything done here lands inside them and
 // nowhere else. It returns the exit code.
 func ChildMain() int {
-	data, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
-	if err != nil {
-		return fail(exitFailure, "read request: %v", err)
-	}
+	// One JSON value: in a user namespace stdin stays open after it.
 	var spec childSpec
-	if err := json.Unmarshal(data, &spec); err != nil {
+	if err := json.NewDecoder(io.LimitReader(os.Stdin, 1<<20)).Decode(&spec); err != nil {
 		return fail(exitFailure, "decode request: %v", err)
 	}
 	if _, ok := spec.Targets[UTS]; ok && spec.Hostname != "" {
@@ -38,6 +35,15 @@ func ChildMain() int {
 		if err := writeSysctl(k, v); err != nil {
 			return fail(exitBadSysctl, "sysctl %s: %v", k, err)
 		}
+	}
+	if spec.ParentBinds {
+		// berthd binds /proc/<pid>/ns/* now; this process must live
+		// until it closes stdin.
+		if _, err := os.Stdout.WriteString(readyLine); err != nil {
+			return fail(exitFailure, "report ready: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return 0
 	}
 	for kind, target := range spec.Targets {
 		src := "/proc/self/ns/" + kind

@@ -1,9 +1,12 @@
-// Package nsmgr pins a pod's network, IPC and UTS namespaces so they
-// outlive any process: berthd re-executes itself (the hidden
-// ChildCommand) with clone flags for the new namespaces; the child sets
-// the hostname, brings loopback up, applies the pod's sysctls and
-// bind-mounts /proc/self/ns/<kind> under the run dir. Nothing else in
-// berth needs an external pinns binary.
+// Package nsmgr pins a pod's network, IPC and UTS namespaces (and, for a
+// pod with hostUsers: false, its user namespace, which then owns the
+// others) so they outlive any process: berthd re-executes itself (the
+// hidden ChildCommand) with clone flags for the new namespaces; the
+// child sets the hostname, brings loopback up, applies the pod's sysctls
+// and bind-mounts /proc/self/ns/<kind> under the run dir (in a user
+// namespace it cannot mount on the host, so berthd binds
+// /proc/<child>/ns/<kind> itself, see userns.go). Nothing else in berth
+// needs an external pinns binary.
 package nsmgr
 
 import (
@@ -22,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/idmap"
 )
 
 // ChildCommand is the hidden first argument that makes berthd act as the
@@ -40,6 +44,8 @@ const (
 	Net = "net"
 	IPC = "ipc"
 	UTS = "uts"
+	// User is the pod's user namespace; it owns the others.
+	User = "user"
 )
 
 // Request says which namespaces to create for pod ID and how to set
@@ -52,6 +58,10 @@ type Request struct {
 	UTS      bool
 	Hostname string
 	Sysctls  map[string]string
+	// UserNS, when set, puts the pod in a new user namespace with these
+	// mappings (validated by the caller), created first so that it owns
+	// the pod's other namespaces.
+	UserNS *idmap.Mappings
 }
 
 // Paths are the bind mounts of the pinned namespaces; "" for a namespace
@@ -60,7 +70,13 @@ type Paths struct {
 	Net string `json:"net,omitempty"`
 	IPC string `json:"ipc,omitempty"`
 	UTS string `json:"uts,omitempty"`
+	// User is "" for a pod in the host's user namespace.
+	User string `json:"user,omitempty"`
 }
+
+// all lists the pinned paths; the user namespace last, since it owns
+// the others.
+func (p Paths) all() []string { return []string{p.Net, p.IPC, p.UTS, p.User} }
 
 // childSpec is what the parent sends the helper on stdin. JSON keeps
 // hostile values (already rejected upstream) from ever being parsed as
@@ -69,6 +85,10 @@ type childSpec struct {
 	Hostname string            `json:"hostname,omitempty"`
 	Sysctls  map[string]string `json:"sysctls,omitempty"`
 	Targets  map[string]string `json:"targets"`
+	// ParentBinds: the child is in a new user namespace and cannot mount
+	// on the host; it reports ready on stdout and waits for stdin to
+	// close while berthd binds its namespaces.
+	ParentBinds bool `json:"parent_binds,omitempty"`
 }
 
 // Manager pins and unpins namespaces under root (<run_dir>/ns).
@@ -116,6 +136,13 @@ func (m *Manager) Pin(ctx context.Context, req Request) (Paths, error) {
 		add(UTS, unix.CLONE_NEWUTS, &paths.UTS)
 		spec.Hostname = req.Hostname
 	}
+	if req.UserNS != nil {
+		if flags == 0 {
+			return Paths{}, fmt.Errorf("a user namespace needs pod network and IPC namespaces it owns: %w", errdefs.ErrInvalidArgument)
+		}
+		add(User, unix.CLONE_NEWUSER, &paths.User)
+		spec.ParentBinds = true
+	}
 	if flags == 0 {
 		if len(req.Sysctls) > 0 {
 			return Paths{}, fmt.Errorf("sysctls need a pod namespace to apply to: %w", errdefs.ErrInvalidArgument)
@@ -128,7 +155,13 @@ func (m *Manager) Pin(ctx context.Context, req Request) (Paths, error) {
 			return Paths{}, fmt.Errorf("pin %s namespace: %w", kind, err)
 		}
 	}
-	if err := m.runChild(ctx, flags, spec); err != nil {
+	run := m.runChild
+	if req.UserNS != nil {
+		run = func(ctx context.Context, flags uintptr, spec childSpec) error {
+			return m.runUserNSChild(ctx, flags, spec, *req.UserNS)
+		}
+	}
+	if err := run(ctx, flags, spec); err != nil {
 		if uerr := m.Unpin(paths); uerr != nil {
 			m.log.Warn("undo namespace pinning", "id", req.ID, "error", uerr)
 		}
@@ -185,7 +218,7 @@ func (m *Manager) runChild(ctx context.Context, flags uintptr, spec childSpec) e
 // frees a namespace once its last mount and process are gone.
 func (m *Manager) Unpin(paths Paths) error {
 	var errs []error
-	for _, p := range []string{paths.Net, paths.IPC, paths.UTS} {
+	for _, p := range paths.all() {
 		if p == "" {
 			continue
 		}

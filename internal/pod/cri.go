@@ -38,9 +38,10 @@ func (sb *Sandbox) CRIStatus() *runtimeapi.PodSandboxStatus {
 		CreatedAt: sb.CreatedAt.UnixNano(),
 		Network:   &runtimeapi.PodSandboxNetworkStatus{},
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
-			Network: criNamespaceMode(sb.Namespaces.Network),
-			Pid:     criNamespaceMode(sb.Namespaces.PID),
-			Ipc:     criNamespaceMode(sb.Namespaces.IPC),
+			Network:       criNamespaceMode(sb.Namespaces.Network),
+			Pid:           criNamespaceMode(sb.Namespaces.PID),
+			Ipc:           criNamespaceMode(sb.Namespaces.IPC),
+			UsernsOptions: criUserNS(sb.IDMappings),
 		}}},
 		Labels:         sb.Labels,
 		Annotations:    sb.Annotations,

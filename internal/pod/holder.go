@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/idmap"
 	"github.com/berth-cri/berth/internal/runtime"
 )
 
@@ -136,6 +137,13 @@ func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err
 	if err != nil {
 		return nil, err
 	}
+	// runc 1.1 mounts the rootfs of a holder in a user namespace from
+	// inside it, whose root cannot search berth's state dir: the holder
+	// runs from a bind of it in a directory that root can reach.
+	pauseRootfs, reachDir := rootfs, filepath.Join(idmap.Root(h.cfg().Berth.RunDir), rec.ID)
+	if rec.UserNS != nil {
+		rootfs = filepath.Join(reachDir, "rootfs")
+	}
 	bundle := filepath.Join(rec.RunDir, "holder")
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return nil, fmt.Errorf("holder bundle: %w", err)
@@ -154,6 +162,14 @@ func (h *holderRuntime) start(ctx context.Context, rec *record) (ho *Holder, err
 			_ = h.remove(context.WithoutCancel(ctx), rec.RuntimeHandler, ho)
 		}
 	}()
+	if rec.UserNS != nil {
+		if err := idmap.SearchableDir(reachDir, h.cfg().Berth.RunDir); err != nil {
+			return ho, fmt.Errorf("PID namespace holder: %w", err)
+		}
+		if err := idmap.Bind(pauseRootfs, rootfs); err != nil {
+			return ho, fmt.Errorf("PID namespace holder: %w", err)
+		}
+	}
 	created, err := h.mon.Create(ctx, &runtime.CreateOptions{
 		ID: ho.ContainerID, Name: "pause_" + rec.Metadata.Name + "_" + rec.Metadata.Namespace,
 		Bundle: bundle, PersistDir: bundle, LogPath: filepath.Join(bundle, "pause.log"), Runtime: rt, Owner: h.exits,
@@ -192,6 +208,11 @@ func (h *holderRuntime) remove(ctx context.Context, handler string, ho *Holder) 
 	if ho.BundleDir != "" {
 		_ = os.RemoveAll(ho.BundleDir)
 	}
+	// The holder of a pod in a user namespace ran from a bind of the
+	// pause rootfs, named by the pod.
+	if err := idmap.Release(filepath.Join(idmap.Root(h.cfg().Berth.RunDir), ho.ContainerID)); err != nil {
+		return fmt.Errorf("PID namespace holder: %w", err)
+	}
 	if h.exits != nil {
 		h.exits.Release(ho.ContainerID)
 	}
@@ -212,11 +233,16 @@ func holderSpec(rec *record, rootfs string, systemd bool) *specs.Spec {
 	if p := rec.NSPaths.UTS; p != "" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace, Path: p})
 	}
+	if p := rec.NSPaths.User; p != "" && rec.UserNS != nil {
+		// The holder's PID namespace must be owned by the pod's user
+		// namespace, or its containers could not mount their /proc.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace, Path: p})
+	}
 	cgroupsPath := filepath.Join(rec.CgroupParent, "berth-pause-"+rec.ID)
 	if systemd {
 		cgroupsPath = rec.CgroupParent + ":berth-pause:" + rec.ID
 	}
-	return &specs.Spec{
+	s := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
 			Args:            []string{"/pause"},
@@ -238,4 +264,9 @@ func holderSpec(rec *record, rootfs string, systemd bool) *specs.Spec {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+	if rec.UserNS != nil {
+		s.Linux.UIDMappings = idmap.OCI(rec.UserNS.UIDs)
+		s.Linux.GIDMappings = idmap.OCI(rec.UserNS.GIDs)
+	}
+	return s
 }

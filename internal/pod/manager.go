@@ -17,6 +17,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/ident"
+	"github.com/berth-cri/berth/internal/idmap"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
 	"github.com/berth-cri/berth/internal/oplock"
@@ -40,6 +41,10 @@ type Manager struct {
 	exits *runtime.Owner
 	done  chan struct{}
 	wg    sync.WaitGroup
+
+	// subordinate reads the host's subordinate id ranges, which the
+	// mappings of pods' user namespaces must stay inside.
+	subordinate func() (idmap.Subordinate, error)
 
 	// cniCacheDir is libcni's cache, read by the orphan sweep.
 	cniCacheDir string
@@ -98,6 +103,9 @@ type Deps struct {
 	Namespaces Pinner
 	Network    Network
 	Runtime    func(runtime.OCI) OCIRuntime
+	// Subordinate replaces the reading of /etc/subuid and /etc/subgid
+	// when set (unit tests).
+	Subordinate func() (idmap.Subordinate, error)
 }
 
 // Pinner pins pods' namespaces (*nsmgr.Manager).
@@ -154,6 +162,9 @@ func New(d Deps) (*Manager, error) {
 	if d.Runtime == nil {
 		d.Runtime = func(r runtime.OCI) OCIRuntime { return r }
 	}
+	if d.Subordinate == nil {
+		d.Subordinate = func() (idmap.Subordinate, error) { return idmap.ReadSubordinate("/etc/subuid", "/etc/subgid") }
+	}
 	m := &Manager{
 		cfg:    cfg,
 		log:    log,
@@ -166,6 +177,7 @@ func New(d Deps) (*Manager, error) {
 		pods:   map[string]*entry{},
 		names:  map[string]*reservation{},
 	}
+	m.subordinate = d.Subordinate
 	m.holders = &holderRuntime{cfg: cfg, root: filepath.Join(c.StateDir, "pause"), log: log, mon: d.Monitor, oci: d.Runtime}
 	if d.Monitor != nil {
 		m.exits = d.Monitor.NewOwner()
@@ -314,6 +326,7 @@ func snapshot(e *entry) *Sandbox {
 		Privileged:     r.Privileged,
 		Network:        st.Network,
 		Resources:      st.Resources.clone(),
+		IDMappings:     r.UserNS,
 	}
 	if r.DNS != nil {
 		d := *r.DNS
@@ -324,6 +337,7 @@ func snapshot(e *entry) *Sandbox {
 	if st.State == StateReady {
 		sb.NetNS, sb.IPCNS, sb.UTSNS = r.NSPaths.Net, r.NSPaths.IPC, r.NSPaths.UTS
 		sb.ShmPath = r.ShmPath
+		sb.UserNS = r.NSPaths.User
 		if st.Holder != nil && st.Holder.Pid > 0 {
 			sb.HolderPID = st.Holder.Pid
 			sb.PIDNS = fmt.Sprintf("/proc/%d/ns/pid", st.Holder.Pid)

@@ -135,7 +135,7 @@ func (m *Manager) Recover(ctx context.Context, rebooted bool) RecoverReport {
 
 // anyPinned reports whether any of the pod's namespace pins still exists.
 func (m *Manager) anyPinned(rec *record) bool {
-	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS} {
+	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS, rec.NSPaths.User} {
 		if p != "" && m.ns.IsPinned(p) {
 			return true
 		}
@@ -144,7 +144,7 @@ func (m *Manager) anyPinned(rec *record) bool {
 }
 
 func (m *Manager) pinsIntact(rec *record) bool {
-	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS} {
+	for _, p := range []string{rec.NSPaths.Net, rec.NSPaths.IPC, rec.NSPaths.UTS, rec.NSPaths.User} {
 		if p != "" && !m.ns.IsPinned(p) {
 			return false
 		}
@@ -206,7 +206,7 @@ func (m *Manager) Sweep(ctx context.Context) SweepReport {
 		// Any recorded pod owns its pins: a not-ready pod whose stop was
 		// cut short still has them, and its retried stop or remove
 		// releases them along with its network.
-		for _, p := range []string{e.rec.NSPaths.Net, e.rec.NSPaths.IPC, e.rec.NSPaths.UTS} {
+		for _, p := range []string{e.rec.NSPaths.Net, e.rec.NSPaths.IPC, e.rec.NSPaths.UTS, e.rec.NSPaths.User} {
 			pinned[p] = true
 		}
 		if e.st.Network != "" {
@@ -214,7 +214,7 @@ func (m *Manager) Sweep(ctx context.Context) SweepReport {
 		}
 	}
 	m.mu.Unlock()
-	for _, kind := range []string{nsmgr.Net, nsmgr.IPC, nsmgr.UTS} {
+	for _, kind := range []string{nsmgr.Net, nsmgr.IPC, nsmgr.UTS, nsmgr.User} {
 		ents, _ := os.ReadDir(filepath.Dir(m.ns.Path(kind, "x")))
 		for _, e := range ents {
 			p := m.ns.Path(kind, e.Name())

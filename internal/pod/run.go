@@ -43,6 +43,10 @@ func (m *Manager) Run(ctx context.Context, pc *runtimeapi.PodSandboxConfig, hand
 	if err != nil {
 		return "", err
 	}
+	nsOpts := pc.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if rec.UserNS, err = userNamespace(nsOpts, rec.Namespaces, m.subordinate); err != nil {
+		return "", err
+	}
 	key := nameKey(rec.Metadata)
 	var r *reservation
 	for {
@@ -123,6 +127,9 @@ func (m *Manager) create(ctx context.Context, rec *record) (id string, err error
 		rec.NSPaths.Net = m.ns.Path(nsmgr.Net, id)
 		rec.NSPaths.UTS = m.ns.Path(nsmgr.UTS, id)
 	}
+	if rec.UserNS != nil {
+		rec.NSPaths.User = m.ns.Path(nsmgr.User, id)
+	}
 	if own.IPC == ModePod {
 		rec.NSPaths.IPC = m.ns.Path(nsmgr.IPC, id)
 		rec.ShmPath = filepath.Join(rec.RunDir, "shm")
@@ -158,7 +165,7 @@ func (m *Manager) create(ctx context.Context, rec *record) (id string, err error
 	tPin := time.Now()
 	paths, err := m.ns.Pin(ctx, nsmgr.Request{
 		ID: id, Net: own.Network == ModePod, UTS: own.Network == ModePod, IPC: own.IPC == ModePod,
-		Hostname: rec.Hostname, Sysctls: rec.Sysctls,
+		Hostname: rec.Hostname, Sysctls: rec.Sysctls, UserNS: rec.UserNS,
 	})
 	if err != nil {
 		return "", fmt.Errorf("linux.sysctls or namespaces: %w", err)

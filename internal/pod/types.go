@@ -8,6 +8,7 @@ package pod
 import (
 	"time"
 
+	"github.com/berth-cri/berth/internal/idmap"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nsmgr"
 )
@@ -77,6 +78,9 @@ type record struct {
 	LogDirectory   string                `json:"log_directory,omitempty"`
 	ShmSize        int64                 `json:"shm_size,omitempty"`
 	Privileged     bool                  `json:"privileged,omitempty"`
+	// UserNS is the mapping of the pod's own user namespace; nil for the
+	// host's.
+	UserNS *idmap.Mappings `json:"userns,omitempty"`
 	// Paths are fixed at creation so teardown never recomputes them from
 	// a config that may have changed since.
 	NSPaths        nsmgr.Paths `json:"ns_paths"`
@@ -134,8 +138,12 @@ type Sandbox struct {
 	UTSNS string `json:"utsns,omitempty"`
 	// PIDNS is /proc/<holder>/ns/pid for a pod sharing one PID namespace,
 	// else ""; HolderPID is that holder's pid, else 0.
-	PIDNS     string `json:"pidns,omitempty"`
-	HolderPID int    `json:"holder_pid,omitempty"`
+	PIDNS string `json:"pidns,omitempty"`
+	// UserNS is the pinned user namespace of a pod with hostUsers:
+	// false ("" otherwise, or once stopped); IDMappings its mapping.
+	UserNS     string          `json:"userns,omitempty"`
+	IDMappings *idmap.Mappings `json:"id_mappings,omitempty"`
+	HolderPID  int             `json:"holder_pid,omitempty"`
 	// CgroupParent is the parent of the pod's containers' cgroups: a path
 	// for cgroupfs, a slice name for systemd.
 	CgroupParent string `json:"cgroup_parent,omitempty"`

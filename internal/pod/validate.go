@@ -158,9 +158,6 @@ func setNamespaces(rec *record, opts *runtimeapi.NamespaceOption) error {
 	if rec.Namespaces.PID == "" {
 		return invalid("linux.security_context.namespace_options.pid %s: TARGET is only valid for a container", opts.GetPid())
 	}
-	if u := opts.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return invalid("linux.security_context.namespace_options.userns_options: user namespaces are not supported")
-	}
 	return nil
 }
 

@@ -117,10 +117,6 @@ func TestBuildRecord(t *testing.T) {
 	for name, mutate := range map[string]func(*runtimeapi.PodSandboxConfig){
 		"uid with slash": func(p *runtimeapi.PodSandboxConfig) { p.Metadata.Uid = "a/b" },
 		"bad dns option": func(p *runtimeapi.PodSandboxConfig) { p.DnsConfig.Options = []string{"a#b"} },
-		"userns": func(p *runtimeapi.PodSandboxConfig) {
-			p.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}}}
-		},
 		"run_as_group without run_as_user": func(p *runtimeapi.PodSandboxConfig) {
 			p.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				RunAsGroup: &runtimeapi.Int64Value{Value: 7}}}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/idmap"
 )
 
 // Features is what one OCI runtime can do on this host, beyond the
@@ -18,6 +21,10 @@ type Features struct {
 	// RecursiveReadOnly: the runtime knows the "rro" mount option and
 	// the kernel has mount_setattr (5.12), which rro is made with.
 	RecursiveReadOnly bool
+	// UserNamespaces: pods can have their own user namespace, which
+	// needs the host to make idmapped mounts and overlays on idmapped
+	// layers (berth makes them; the runtime only joins the namespace).
+	UserNamespaces bool
 }
 
 // FeatureProbe asks each runtime for its features once, on first use,
@@ -25,6 +32,9 @@ type Features struct {
 type FeatureProbe struct {
 	// kernel returns the running kernel's release; uname by default.
 	kernel func() (string, error)
+	// userns probes the host for user namespaces with idmapped
+	// overlays; idmap.Probe in a temporary directory by default.
+	userns func() error
 
 	mu    sync.Mutex
 	known map[string]Features
@@ -32,7 +42,8 @@ type FeatureProbe struct {
 
 // NewFeatureProbe returns a probe that has asked nothing yet.
 func NewFeatureProbe() *FeatureProbe {
-	return &FeatureProbe{kernel: kernelRelease, known: map[string]Features{}}
+	return &FeatureProbe{kernel: kernelRelease, known: map[string]Features{},
+		userns: func() error { return idmap.Probe(os.TempDir()) }}
 }
 
 // Of returns r's features, running `r features` the first time. A
@@ -54,6 +65,10 @@ func (p *FeatureProbe) Of(ctx context.Context, r OCI) Features {
 
 func (p *FeatureProbe) probe(ctx context.Context, r OCI) (Features, error) {
 	var f Features
+	if p.userns != nil {
+		// Once per runtime: it costs a user namespace and two mounts.
+		f.UserNamespaces = p.userns() == nil
+	}
 	out, err := r.Command(ctx, "features").Output()
 	if err != nil {
 		return f, fmt.Errorf("%s features: %w", r.Path, err)

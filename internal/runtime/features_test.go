@@ -51,3 +51,24 @@ func TestFeatureProbe(t *testing.T) {
 		t.Fatalf("runtime asked %q times, want once", data)
 	}
 }
+
+// user_namespaces follows the host probe, which runs once per runtime.
+func TestFeatureProbeUserNamespaces(t *testing.T) {
+	r := OCI{Path: filepath.Join(t.TempDir(), "missing")}
+	for _, tc := range []struct {
+		probe error
+		want  bool
+	}{{nil, true}, {os.ErrPermission, false}} {
+		calls := 0
+		p := NewFeatureProbe()
+		p.userns = func() error { calls++; return tc.probe }
+		for range 3 {
+			if got := p.Of(context.Background(), r).UserNamespaces; got != tc.want {
+				t.Errorf("probe %v: user namespaces %v, want %v", tc.probe, got, tc.want)
+			}
+		}
+		if calls != 1 {
+			t.Errorf("probe %v: host probed %d times, want once", tc.probe, calls)
+		}
+	}
+}

@@ -49,9 +49,6 @@ func ValidateMounts(mounts []*runtimeapi.Mount) error {
 			return invalid("two mounts at %s", dst)
 		}
 		seen[dst] = true
-		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-			return invalid("mount %s: id-mapped mounts are not supported", dst)
-		}
 		if err := validateRecursiveReadOnly(dst, m); err != nil {
 			return err
 		}

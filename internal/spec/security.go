@@ -185,9 +185,11 @@ func namespaces(sc *runtimeapi.LinuxContainerSecurityContext, sb *Sandbox, targe
 	default:
 		return nil, invalid("unknown pid namespace mode %v", opts.GetPid())
 	}
-	if u := opts.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return nil, invalid("user namespaces are not supported")
+	userNS, err := userNamespace(opts.GetUsernsOptions(), sb)
+	if err != nil {
+		return nil, err
 	}
+	ns = append(ns, userNS...)
 	if h.CgroupV2 {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}

@@ -20,6 +20,8 @@ import (
 	ociv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/idmap"
 )
 
 // Sandbox is what a container needs from its pod.
@@ -35,6 +37,10 @@ type Sandbox struct {
 	ResolvConfPath string
 	HostnamePath   string
 	HostsPath      string
+	// UserNS is the pod's pinned user namespace ("" for the host's) and
+	// IDMappings its mapping; the container joins it.
+	UserNS     string
+	IDMappings *idmap.Mappings
 }
 
 // Options are the node-wide settings from berth's config.
@@ -202,6 +208,14 @@ func Generate(in *Input) (*Result, error) {
 		return nil, err
 	}
 	s.Linux.Namespaces = ns
+	if err := mountMappings(cfg.GetMounts(), &in.Sandbox); err != nil {
+		return nil, err
+	}
+	if in.Sandbox.UserNS != "" {
+		// runc 1.1 wants the mappings of a user namespace it joins.
+		s.Linux.UIDMappings = idmap.OCI(in.Sandbox.IDMappings.UIDs)
+		s.Linux.GIDMappings = idmap.OCI(in.Sandbox.IDMappings.GIDs)
+	}
 
 	// Mounts: runtime defaults, the pod's shared files, then the request.
 	um, rootProp, err := userMounts(cfg.GetMounts(), in.ImageVolumes)

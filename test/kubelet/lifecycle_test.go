@@ -51,6 +51,7 @@ func TestKubelet(t *testing.T) {
 			{"cdi-device", testCDI},
 			{"image-volume", testImageVolume},
 			{"supplemental-groups-policy", testSupplementalGroupsPolicy},
+			{"user-namespace", testUserNamespace},
 		} {
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
