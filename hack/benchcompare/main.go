@@ -77,7 +77,8 @@ func main() {
 	log.Printf("wrote %s", *jsonOut)
 }
 
-// measure starts one runtime, runs every row against it and stops it.
+// measure starts one runtime, runs every group of rows against it and
+// stops it. A group that fails leaves its rows n/a and the next one runs.
 func measure(k runtimeKind, env *environment, n, pods int, keep bool) (map[string]float64, error) {
 	r := &runner{env: env, n: n, pods: pods, res: map[string]float64{}}
 	begin := time.Now()
@@ -99,26 +100,36 @@ func measure(k runtimeKind, env *environment, n, pods int, keep bool) (map[strin
 			return r.res, err
 		}
 	}
+	var failures []string
+	group := func(name string, f func() error) {
+		if err := f(); err != nil {
+			log.Printf("%s: %s: %v", k.name, name, err)
+			failures = append(failures, name+": "+err.Error())
+		}
+		removeAllPods(ctx, d.rt)
+	}
 	var execCtr string
 	for _, pk := range podKinds {
-		if err := r.podCycles(ctx, pk); err != nil {
-			return r.res, err
-		}
-		_, podID, ctr, err := r.containerCycles(ctx, pk)
-		if err != nil {
-			return r.res, err
-		}
-		execCtr = ctr
-		if err := r.podsToRunning(ctx, pk); err != nil {
-			return r.res, err
-		}
-		_ = podID
+		group("pod cycles/"+pk.label, func() error { return r.podCycles(ctx, pk) })
+		// The image group below execs in the last kind's container.
+		group("container cycles/"+pk.label, func() error {
+			_, _, ctr, err := r.containerCycles(ctx, pk)
+			execCtr = ctr
+			if pk != podKinds[len(podKinds)-1] {
+				return err
+			}
+			if err == nil {
+				err = r.imageRows(ctx, execCtr)
+			}
+			return err
+		})
+		group("pod-to-running/"+pk.label, func() error { return r.podsToRunning(ctx, pk) })
 	}
-	if err := r.imageRows(ctx, execCtr); err != nil {
-		return r.res, err
+	group("density", func() error { return r.density(ctx) })
+	if len(failures) > 0 {
+		return r.res, fmt.Errorf("%s", strings.Join(failures, "; "))
 	}
-	removeAllPods(ctx, d.rt)
-	return r.res, r.density(ctx)
+	return r.res, nil
 }
 
 func machine() string {
