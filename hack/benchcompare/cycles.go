@@ -200,12 +200,7 @@ func (r *runner) runningPod(ctx context.Context, name string, pid runtimeapi.Nam
 	return resp.PodSandboxId, err
 }
 
-func (r *runner) removePods(ctx context.Context, ids []string) {
-	for _, id := range ids {
-		r.d.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
-		r.d.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
-	}
-}
+func (r *runner) removePods(ctx context.Context, ids []string) { removePods(ctx, r.d.rt, ids) }
 
 // podsToRunning measures pod-to-running one at a time, then with 10
 // concurrent clients (pods per second).

@@ -29,8 +29,21 @@ func main() {
 	jsonOut := flag.String("json", "bench-compare.json", "where to write the results")
 	debug := flag.Bool("debug", false, "daemons log at debug (berthd logs each CRI request with its duration)")
 	keep := flag.Bool("keep", false, "keep each runtime's directory (daemon.log) for inspection")
+	reprint := flag.String("print", "", "only print the table of this JSON file from an earlier run")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
+	if *reprint != "" {
+		var rep report
+		data, err := os.ReadFile(*reprint)
+		if err == nil {
+			err = json.Unmarshal(data, &rep)
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		rep.print(os.Stdout)
+		return
+	}
 
 	bin, err := filepath.Abs(*binDir)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -304,10 +305,36 @@ func removeAllPods(ctx context.Context, rt runtimeapi.RuntimeServiceClient) {
 	if err != nil {
 		return
 	}
+	ids := make([]string, 0, len(pods.Items))
 	for _, p := range pods.Items {
-		rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id})
-		rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id})
+		ids = append(ids, p.Id)
 	}
+	removePods(ctx, rt, ids)
+}
+
+// removePods kills the pods' containers (sleep as PID 1 ignores SIGTERM,
+// so a graceful stop would wait out the grace period), then stops and
+// removes the pods, four at a time.
+func removePods(ctx context.Context, rt runtimeapi.RuntimeServiceClient, ids []string) {
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ctrs, _ := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+				Filter: &runtimeapi.ContainerFilter{PodSandboxId: id}})
+			for _, c := range ctrs.GetContainers() {
+				rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c.Id, Timeout: 0})
+			}
+			rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+			rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+		})
+	}
+	wg.Wait()
 }
 
 // helperPIDs are the processes named helper whose command line mentions

@@ -51,7 +51,7 @@ func unit(row string) string {
 	switch {
 	case strings.Contains(row, "pods/s"):
 		return "pods/s"
-	case strings.Contains(row, " MB"):
+	case strings.Contains(row, "RSS MB"):
 		return "MB"
 	case strings.Contains(row, "CPU s"):
 		return "s"
@@ -64,7 +64,11 @@ func (rep report) print(w io.Writer) {
 	header = append(header, "berth ÷ faster containerd")
 	var table [][]string
 	for _, row := range rep.rowOrder() {
-		line := []string{strings.Replace(row, "/", " · ", 1) + " (" + unit(row) + ")"}
+		name := label(row)
+		if !strings.Contains(row, "(") {
+			name += " (" + unit(row) + ")"
+		}
+		line := []string{name}
 		best := math.NaN()
 		for _, col := range rep.Columns {
 			v, ok := rep.Results[col][row]
@@ -100,7 +104,7 @@ func (rep report) print(w io.Writer) {
 				key = "whole pod cycle/" + kind.label
 			}
 			if b, ok := rep.Results["berth"][key]; ok && v > 0 {
-				fmt.Fprintf(w, "; berth %s ÷ floor = %.2f", strings.Replace(key, "/", " · ", 1), b/v)
+				fmt.Fprintf(w, "; berth %s ÷ floor = %.2f", label(key), b/v)
 			}
 		}
 		fmt.Fprintln(w)
@@ -108,6 +112,16 @@ func (rep report) print(w io.Writer) {
 	for col, note := range rep.Notes {
 		fmt.Fprintf(w, "%s: %s\n", col, note)
 	}
+}
+
+// label shows a row key "NAME/KIND" as "NAME · KIND" (NAME may hold a
+// slash, as in pods/s).
+func label(row string) string {
+	i := strings.LastIndex(row, "/")
+	if i < 0 || strings.HasSuffix(row[:i+2], "pods/s") {
+		return row
+	}
+	return row[:i] + " · " + row[i+1:]
 }
 
 func format(v float64) string {
