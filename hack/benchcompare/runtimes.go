@@ -256,13 +256,16 @@ func (k runtimeKind) start(env *environment) (*daemon, error) {
 	}
 }
 
+// ready is RuntimeReady and NetworkReady; other conditions (containerd
+// 2 reports deprecation warnings as one) do not matter here.
 func ready(st *runtimeapi.StatusResponse) bool {
+	ok := 0
 	for _, c := range st.GetStatus().GetConditions() {
-		if !c.Status {
-			return false
+		if (c.Type == runtimeapi.RuntimeReady || c.Type == runtimeapi.NetworkReady) && c.Status {
+			ok++
 		}
 	}
-	return true
+	return ok == 2
 }
 
 // stop removes every pod, stops the daemon and its helpers, and deletes
