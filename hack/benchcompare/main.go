@@ -29,6 +29,7 @@ func main() {
 	jsonOut := flag.String("json", "bench-compare.json", "where to write the results")
 	debug := flag.Bool("debug", false, "daemons log at debug (berthd logs each CRI request with its duration)")
 	keep := flag.Bool("keep", false, "keep each runtime's directory (daemon.log) for inspection")
+	runc := flag.String("runc", "/usr/sbin/runc", "the OCI runtime every runtime (and the floor) uses")
 	reprint := flag.String("print", "", "only print the table of this JSON file from an earlier run")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -49,7 +50,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	env := &environment{runc: "/usr/sbin/runc", cniBin: "/usr/lib/cni", subnet: "10.124.0.0/22", bridge: "bcmp0", binDir: bin, logDebg: *debug}
+	env := &environment{runc: *runc, cniBin: "/usr/lib/cni", subnet: "10.124.0.0/22", bridge: "bcmp0", binDir: bin, logDebg: *debug}
 	log.Printf("building images and starting the registry on 127.0.0.1")
 	if env.images, err = startRegistry(filepath.Join(bin, "berth-pause")); err != nil {
 		log.Fatal(err)

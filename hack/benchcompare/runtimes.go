@@ -104,7 +104,10 @@ plugin_dirs = [%q]
 }
 
 // containerdKind starts containerd (1.6 config version 2, or 2.x config
-// version 3) with its CRI plugin on a private root and sockets.
+// version 3) with its CRI plugin on a private root and sockets. Its
+// sandboxes ask for oom_score_adj -998, which a machine that is itself a
+// container may refuse (runc then fails in nsexec): restrict_oom_score_adj
+// keeps them at or above containerd's own.
 func containerdKind(name, bin, shimDir string, v2 bool) runtimeKind {
 	return runtimeKind{name: name, helper: "containerd-shim", bin: bin, path: shimDir,
 		config: func(dir string, env *environment) ([]string, error) {
@@ -137,6 +140,7 @@ state = %q
     [plugins.'io.containerd.cri.v1.images'.registry]
       config_path = %[3]q
   [plugins.'io.containerd.cri.v1.runtime']
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = 'runc'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -154,6 +158,7 @@ state = %q
     path = %[1]q
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = %[2]q
+    restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".registry]
       config_path = %[3]q
     [plugins."io.containerd.grpc.v1.cri".containerd]
