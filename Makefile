@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-.PHONY: all deps build test lint bench demo clean e2e-kubelet chaos install deb
+.PHONY: all deps build test lint bench bench-compare demo clean e2e-kubelet chaos install deb
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -49,6 +49,15 @@ lint:
 
 bench: deps build
 	go run ./hack/bench
+
+# berth beside containerd 1.6 (Debian's package, installed here if missing)
+# and containerd v2 (built once from its Go module, cached in
+# ~/.cache/berth), one runtime at a time: see docs/performance.md.
+# BENCH_ARGS passes flags, e.g. BENCH_ARGS="-n 30 -pods 100".
+bench-compare: deps build
+	command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y containerd
+	ctrd2=$$(./hack/benchcompare/build-containerd.sh) && flock /tmp/berth-runtime.lock \
+		go run ./hack/benchcompare -containerd-2-dir "$$ctrd2" -json bench-compare.json $(BENCH_ARGS)
 
 demo: deps build
 	./hack/demo.sh
