@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-.PHONY: all deps build test lint bench demo clean e2e-kubelet fuzz
+.PHONY: all deps build test lint bench demo clean e2e-kubelet chaos fuzz
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -46,6 +46,10 @@ fuzz:
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 1 $$pkg; \
 	done
+
+# The chaos soak of the e2e suite (3 minutes there) for 20 minutes.
+chaos: deps build
+	BERTH_CHAOS_DURATION=20m BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) go test -count=1 -v -timeout 40m -run 'TestChaosSoak$$' ./test/e2e/
 
 lint:
 	gofmt -l . | (! grep .)

@@ -6,11 +6,11 @@ import (
 	"io"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
-	"github.com/spf13/cobra"
 )
 
 // addImageCopy adds "image copy" under the image command that image.go

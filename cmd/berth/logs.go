@@ -196,6 +196,11 @@ type logPrinter struct {
 	stdout, stderr io.Writer
 }
 
+// logTimestamp is how `logs -t` prints a line's time: always nine
+// fractional digits, as the kubelet's log reader (and so crictl) does,
+// where RFC3339Nano would drop trailing zeros.
+const logTimestamp = "2006-01-02T15:04:05.000000000Z07:00"
+
 func (lp *logPrinter) print(e logEntry) {
 	if !lp.o.sinceTime.IsZero() && e.ts.Before(lp.o.sinceTime) {
 		return
@@ -205,7 +210,7 @@ func (lp *logPrinter) print(e logEntry) {
 		w = lp.stderr
 	}
 	if lp.o.timestamps {
-		fmt.Fprintf(w, "%s %s\n", e.ts.Format(time.RFC3339Nano), e.text)
+		fmt.Fprintf(w, "%s %s\n", e.ts.Format(logTimestamp), e.text)
 		return
 	}
 	fmt.Fprintln(w, e.text)

@@ -164,3 +164,14 @@ func TestParseSince(t *testing.T) {
 		t.Error("yesterday accepted")
 	}
 }
+
+// TestLogTimestampsKeepNineDigits: `logs -t` prints nine fractional
+// digits even when the last ones are zeros, as crictl does.
+func TestLogTimestampsKeepNineDigits(t *testing.T) {
+	var out bytes.Buffer
+	lp := &logPrinter{o: &logOptions{timestamps: true}, stdout: &out, stderr: &out}
+	lp.print(logEntry{ts: time.Date(2026, 12, 3, 14, 20, 35, 993141850, time.UTC), stream: "stdout", text: "x"})
+	if want := "2026-12-03T14:20:35.993141850Z x\n"; out.String() != want {
+		t.Fatalf("got %q, want %q", out.String(), want)
+	}
+}

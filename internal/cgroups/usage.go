@@ -51,6 +51,8 @@ type CPUSample struct {
 type Reader interface {
 	Read(rel string) (Usage, error)
 	ReadCPU(rel string) (CPUSample, error)
+	// ReadDetail reads what metrics report beyond Usage (see Detail).
+	ReadDetail(rel string) (Detail, error)
 }
 
 // ProbeReader picks the reader for this host: v2 when /sys/fs/cgroup is
@@ -71,15 +73,18 @@ func ProbeReader() (Reader, error) {
 // mounts one beside v1's, without controllers).
 func NewV2Reader(root string) Reader { return v2Reader{root: root} }
 
-// v1Reader reads the cpuacct, memory and pids hierarchies of cgroup v1.
+// v1Reader reads the cpuacct, memory and pids hierarchies of cgroup v1,
+// and for the detail also cpu and blkio.
 type v1Reader struct {
 	cpuacct, memory, pids string
+	cpu, blkio            string
 }
 
 // v1FromMounts finds the hierarchy of each v1 controller berth reads;
 // co-mounted controllers ("cpu,cpuacct") share one.
 func v1FromMounts(mounts []Mount) (v1Reader, error) {
-	v := v1Reader{cpuacct: ControllerDir(mounts, "cpuacct"), memory: ControllerDir(mounts, "memory"), pids: ControllerDir(mounts, "pids")}
+	v := v1Reader{cpuacct: ControllerDir(mounts, "cpuacct"), memory: ControllerDir(mounts, "memory"), pids: ControllerDir(mounts, "pids"),
+		cpu: ControllerDir(mounts, "cpu"), blkio: ControllerDir(mounts, "blkio")}
 	if v.cpuacct == "" && v.memory == "" {
 		return v, errors.New("no cgroup v1 cpuacct or memory hierarchy is mounted")
 	}

@@ -41,7 +41,7 @@ func (m *Manager) statsTarget(c *container) stats.ContainerTarget {
 	}
 	return stats.ContainerTarget{
 		ID: c.meta.ID, PodID: c.meta.PodID, Name: c.meta.CtrName, Attempt: c.meta.Attempt,
-		Image: img, Labels: c.meta.Labels, Annotations: c.meta.Annotations, CreatedAt: c.meta.CreatedAt,
+		Image: img, Labels: c.meta.Labels, Annotations: c.meta.Annotations, CreatedAt: c.meta.CreatedAt, StartedAt: st.StartedAt,
 		CgroupPath: c.meta.CgroupsPath, Running: st.State == StateRunning, StorageID: c.meta.StorageID,
 	}
 }

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"go.podman.io/storage"
 	ociv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.podman.io/storage"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"

@@ -29,8 +29,8 @@ import (
 	"syscall"
 	"time"
 
-	"go.podman.io/storage"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.podman.io/storage"
 
 	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/config"

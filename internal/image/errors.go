@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"syscall"
 
+	"github.com/docker/distribution/registry/api/errcode"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/storage"
-	"github.com/docker/distribution/registry/api/errcode"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )

@@ -57,6 +57,17 @@ func (f *fakeCgroups) ReadCPU(rel string) (cgroups.CPUSample, error) {
 	return cgroups.CPUSample{Time: f.now, Nanos: f.cpu[rel]}, nil
 }
 
+func (f *fakeCgroups) ReadDetail(rel string) (cgroups.Detail, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone[rel] {
+		return cgroups.Detail{}, fmt.Errorf("%s: %w", rel, cgroups.ErrVanished)
+	}
+	return cgroups.Detail{CPUUserNanos: 3e9, CPUSystemNanos: 1e9, CFSPeriods: 10, CFSThrottledPeriods: 4, CFSThrottledNanos: 2e9,
+		CPUPeriod: 100000, CPUQuota: 50000, CPUShares: 512, Cache: 1 << 20, OOMKills: 1, PidsMax: 64,
+		IO: []cgroups.DeviceIO{{Major: 7, Minor: 0, ReadBytes: 4096, Reads: 1}}}, nil
+}
+
 func (f *fakeCgroups) clock() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -385,6 +396,9 @@ func TestPodSandboxMetricsMatchDescriptors(t *testing.T) {
 	c, _, _ := newTestCollector(t, 0, src, nil)
 	keys := map[string]int{}
 	for _, d := range c.MetricDescriptors() {
+		if _, dup := keys[d.GetName()]; dup {
+			t.Errorf("descriptor %s listed twice", d.GetName())
+		}
 		keys[d.GetName()] = len(d.GetLabelKeys())
 	}
 	pms, err := c.PodSandboxMetrics(context.Background())
@@ -401,7 +415,10 @@ func TestPodSandboxMetricsMatchDescriptors(t *testing.T) {
 		}
 		seen[m.GetName()] = true
 	}
-	for _, want := range []string{"container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "container_network_receive_bytes_total"} {
+	for _, want := range []string{"container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "container_network_receive_bytes_total",
+		// read from the cgroup's detail on demand
+		"container_cpu_cfs_throttled_periods_total", "container_cpu_cfs_throttled_seconds_total", "container_spec_cpu_quota",
+		"container_oom_events_total", "container_threads_max", "container_fs_reads_bytes_total"} {
 		if !seen[want] {
 			t.Errorf("no %s", want)
 		}

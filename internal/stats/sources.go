@@ -15,6 +15,8 @@ type ContainerTarget struct {
 	Labels      map[string]string
 	Annotations map[string]string
 	CreatedAt   time.Time
+	// StartedAt is zero until the container starts.
+	StartedAt time.Time
 	// CgroupPath is the OCI linux.cgroupsPath: "/parent/berth-ID" for
 	// cgroupfs, "parent.slice:berth:ID" for systemd.
 	CgroupPath string

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"go.podman.io/image/v5/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"go.podman.io/image/v5/types"
 )
 
 func pull(t *testing.T, r *Registry, repoTag string, opts ...remote.Option) (v1.Image, error) {

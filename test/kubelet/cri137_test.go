@@ -14,6 +14,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,7 +50,7 @@ func (e *env) kubeletMetrics() (map[string]*dto.MetricFamily, error) {
 }
 
 func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, fmt.Errorf("parse metrics: %w", err)
@@ -281,4 +282,52 @@ func testEventedExit(t *testing.T, e *env) {
 	if errs != 0 {
 		t.Errorf("the kubelet's evented PLEG stream failed %v times", errs)
 	}
+}
+
+// waitCAdvisorFamilies polls the kubelet's /metrics/cadvisor, which with
+// PodAndContainerStatsFromCRI is built from berth's
+// ListPodSandboxMetrics, until the cAdvisor families below carry a sample
+// for the container (statusID as the pod status gives it, "berth://ID").
+func (e *env) waitCAdvisorFamilies(t *testing.T, statusID string) {
+	t.Helper()
+	_, id, _ := strings.Cut(statusID, "://")
+	families := []string{
+		"container_cpu_usage_seconds_total", "container_cpu_user_seconds_total", "container_memory_working_set_bytes",
+		"container_memory_cache", "container_oom_events_total", "container_spec_cpu_shares", "container_start_time_seconds",
+		"container_threads", "container_file_descriptors", "container_processes", "container_last_seen",
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		missing := families
+		b, err := httpGet(fmt.Sprintf("https://127.0.0.1:%d/metrics/cadvisor", e.port))
+		if err == nil {
+			fams, perr := parseMetrics(strings.NewReader(string(b)))
+			err = perr
+			missing = nil
+			for _, f := range families {
+				if !hasSampleFor(fams[f], id) {
+					missing = append(missing, f)
+				}
+			}
+		}
+		if err == nil && len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics/cadvisor has no sample for container %s of %v (error %v)", id, missing, err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// hasSampleFor reports whether a family has a sample labelled id=ID.
+func hasSampleFor(f *dto.MetricFamily, id string) bool {
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "id" && l.GetValue() == id {
+				return true
+			}
+		}
+	}
+	return false
 }

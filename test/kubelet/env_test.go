@@ -62,8 +62,7 @@ type env struct {
 // baseGates are the feature gates of every kubelet run: the parts of the
 // CRI of Kubernetes 1.37 that berth serves. ImageVolume and
 // UserNamespacesSupport are GA and locked on in 1.37 (setting them off is
-// refused); no scenario uses them, since berth has neither image volumes
-// nor user namespaces yet (issue 15).
+// refused); the image-volume and user-namespace scenarios rely on that.
 var baseGates = map[string]bool{
 	"CRIListStreaming":                        true,
 	"EventedPLEG":                             true,
@@ -91,7 +90,12 @@ func startEnv(t *testing.T) *env {
 	e := &env{}
 	t.Cleanup(e.removeQoSCgroups) // last: after berthd removed the pods
 	img := testutil.BusyboxImage(t, testutil.ImageSpec{
-		ExtraLayers: []map[string]string{{"www/index.html": "hello from berth\n"}},
+		ExtraLayers: []map[string]string{{
+			"www/index.html": "hello from berth\n",
+			// user app (1000) is a member of group 50, for the
+			// supplementalGroupsPolicy scenario.
+			"etc/group": "root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n",
+		}},
 	})
 	e.reg = testutil.StartRegistry(t, testutil.RegistryOptions{})
 	e.reg.Push(t, "busybox:e2e", img)

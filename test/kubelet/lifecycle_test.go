@@ -48,6 +48,8 @@ func TestKubelet(t *testing.T) {
 			{"node-limits", testNodeLimits},
 			{"list-streams", testListStreams},
 			{"evented-pleg-exit", testEventedExit},
+			{"image-volume", testImageVolume},
+			{"supplemental-groups-policy", testSupplementalGroupsPolicy},
 		} {
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
@@ -65,6 +67,9 @@ func TestKubelet(t *testing.T) {
 		e.writeManifest(t, statsPod()) // in case stats-cadvisor failed early
 		after := e.waitPod(t, "stats", 3*time.Minute, running("busy"))
 		e.waitStats(t, "stats", "busy")
+		// /metrics/cadvisor now comes from ListPodSandboxMetrics: the
+		// cAdvisor families, for the busy container's id.
+		e.waitCAdvisorFamilies(t, cstatus(after, "busy").ContainerID)
 		// ... read through the stats streams (CRIListStreaming).
 		if fams, err := e.berthMetrics(); err != nil {
 			t.Error(err)
