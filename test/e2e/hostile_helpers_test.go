@@ -230,22 +230,6 @@ func (e *hostileEnv) runAndWait(t *testing.T, cfg *runtimeapi.ContainerConfig) (
 	return out.String(), st
 }
 
-// rssKB reads a process's resident set size in KiB.
-func rssKB(t *testing.T, pid int) int {
-	t.Helper()
-	for _, line := range strings.Split(readFile(t, fmt.Sprintf("/proc/%d/status", pid)), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatalf("VmRSS %q", v)
-			}
-			return n
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
-}
-
 // assertRSSBack waits for berthd's RSS to come back within 10 MB of
 // base, failing if it does not within a minute.
 func assertRSSBack(t *testing.T, d *testutil.Daemon, baseKB int, what string) {
@@ -253,7 +237,7 @@ func assertRSSBack(t *testing.T, d *testutil.Daemon, baseKB int, what string) {
 	pid := d.Cmd.Process.Pid
 	deadline := time.Now().Add(time.Minute)
 	for {
-		now := rssKB(t, pid)
+		now := rssKB(pid)
 		if now <= baseKB+10*1024 {
 			t.Logf("%s: berthd RSS %d KiB (baseline %d KiB)", what, now, baseKB)
 			return
