@@ -31,10 +31,11 @@ const (
 )
 
 // BehaviourPrefixes mark annotations that change how a runtime runs a
-// pod or container: berth's own and CRI-O's (a node moved between
-// runtimes keeps its pod specs). Each such annotation must be allowed
-// for the pod's runtime handler.
-var BehaviourPrefixes = []string{"io.berth.", "io.kubernetes.cri-o."}
+// pod or container: berth's own, CRI-O's and containerd's (a node moved
+// between runtimes keeps its pod specs), and crun's (run.oci.*, read from
+// the OCI spec, where a container's annotations end up). Each such
+// annotation must be allowed for the pod's runtime handler.
+var BehaviourPrefixes = []string{"io.berth.", "io.kubernetes.cri-o.", "io.kubernetes.cri.", "run.oci."}
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errdefs.ErrInvalidArgument)...)

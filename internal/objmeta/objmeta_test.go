@@ -51,7 +51,8 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckBehaviour(t *testing.T) {
-	for _, k := range []string{"io.berth.userns-mode", "io.kubernetes.cri-o.Devices", "io.kubernetes.cri-o.TrySkipVolumeSELinuxLabel"} {
+	for _, k := range []string{"io.berth.userns-mode", "io.kubernetes.cri-o.Devices", "io.kubernetes.cri-o.TrySkipVolumeSELinuxLabel",
+		"run.oci.keep_original_groups", "io.kubernetes.cri.sandbox-id"} {
 		err := CheckBehaviour(map[string]string{k: "1"}, "runc", nil)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "not allowed for runtime handler \"runc\"") {
 			t.Errorf("%s: got %v", k, err)

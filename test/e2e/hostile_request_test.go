@@ -43,6 +43,9 @@ func TestHostilePodRequests(t *testing.T) {
 		{"CRI-O behaviour annotation", func(c *runtimeapi.PodSandboxConfig) {
 			c.Annotations = map[string]string{"io.kubernetes.cri-o.Devices": "/dev/sda"}
 		}, "not allowed for runtime handler"},
+		{"crun behaviour annotation", func(c *runtimeapi.PodSandboxConfig) {
+			c.Annotations = map[string]string{"run.oci.keep_original_groups": "1"}
+		}, "not allowed for runtime handler"},
 		{"log directory with ..", func(c *runtimeapi.PodSandboxConfig) {
 			c.LogDirectory = filepath.Join(e.d.Dir, "podlogs") + "/../../../" + strings.TrimPrefix(e.guard.victim, "/")
 		}, "log_directory"},
@@ -110,6 +113,9 @@ func TestHostileContainerRequests(t *testing.T) {
 		}, "not allowed for runtime handler"},
 		{"CRI-O behaviour annotation", func(c *runtimeapi.ContainerConfig) {
 			c.Annotations = map[string]string{"io.kubernetes.cri-o.Devices": "/dev/sda"}
+		}, "not allowed for runtime handler"},
+		{"crun behaviour annotation", func(c *runtimeapi.ContainerConfig) {
+			c.Annotations = map[string]string{"run.oci.keep_original_groups": "1"}
 		}, "not allowed for runtime handler"},
 		{"log path with ..", func(c *runtimeapi.ContainerConfig) {
 			c.LogPath = "../../../../../../" + strings.TrimPrefix(victim, "/") + "/x.log"
