@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -35,8 +36,38 @@ func TestHostileNoLeakedFds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inherited.Close(); os.Remove(inherited.Name()) })
-	ctr := startCtrEnvWith(t, testutil.DaemonOptions{BinDir: binDir, ExtraFiles: []*os.File{inherited}})
+	// A CNI plugin that records its fds, then does loopback's work.
+	plugins := t.TempDir()
+	fdLog := filepath.Join(plugins, "fds.txt")
+	loopback, err := exec.LookPath("/usr/lib/cni/loopback")
+	if err != nil {
+		loopback = "/opt/cni/bin/loopback"
+	}
+	recorder := fmt.Sprintf("#!/bin/sh\nls -l /proc/self/fd >> %s 2>&1\nexec %s\n", fdLog, loopback)
+	if err := os.WriteFile(filepath.Join(plugins, "fdrecorder"), []byte(recorder), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctr := startCtrEnvWith(t, testutil.DaemonOptions{BinDir: binDir, ExtraFiles: []*os.File{inherited},
+		DropIns: map[string]string{"50-plugins.toml": fmt.Sprintf("[berth.network]\nplugin_dirs = [%q, \"/usr/lib/cni\", \"/opt/cni/bin\"]\n", plugins)}})
 	e := &hostileEnv{ctrEnv: ctr, guard: newHostGuard(t)}
+	t.Run("CNI plugin", func(t *testing.T) {
+		tn := newTestNet(t, e.d.Dir)
+		writeConf(t, e.d, "05-fds.conflist", tn.conflist("bridge", `{"type": "fdrecorder"}`))
+		eventually(t, "the recording network in use", func() bool {
+			pod, err := e.d.Runtime.RunPodSandbox(ctxT(t, time.Minute), &runtimeapi.RunPodSandboxRequest{Config: podConfig("fds")})
+			if err != nil {
+				return false
+			}
+			stopPod(t, e.d, pod.GetPodSandboxId())
+			removePod(t, e.d, pod.GetPodSandboxId())
+			data, _ := os.ReadFile(fdLog)
+			return len(data) > 0
+		})
+		os.Remove(filepath.Join(e.d.CNIDir, "05-fds.conflist"))
+		if data := readFile(t, fdLog); strings.Contains(data, inherited.Name()) {
+			t.Errorf("a CNI plugin got berthd's inherited fd:\n%s", data)
+		}
+	})
 	// ls holds one fd of its own (3: the directory it reads).
 	const probe = "ls /proc/self/fd; echo =SEP=; ls /proc/1/fd; echo =SEP=; ls -l /proc/1/fd /proc/self/fd"
 	for _, tty := range []bool{false, true} {
