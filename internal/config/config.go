@@ -130,6 +130,9 @@ type Network struct {
 	DefaultNetwork string   `toml:"cni_default_network" comment:"CNI network used for pods; empty: the first config in network_dir."`
 	NetworkDir     string   `toml:"network_dir" comment:"Directory of CNI network configs."`
 	PluginDirs     []string `toml:"plugin_dirs" comment:"Directories searched for CNI plugin binaries."`
+	// Timeout bounds one CNI ADD or DEL of a whole plugin chain; a
+	// plugin still running then is killed.
+	Timeout Duration `toml:"cni_timeout" comment:"How long one CNI ADD or DEL of the whole plugin chain may take before its plugin is killed and the pod fails."`
 }
 
 // Metrics is the [berth.metrics] table: the Prometheus endpoint.
@@ -218,6 +221,7 @@ func Default() *Config {
 		Network: Network{
 			NetworkDir: "/etc/cni/net.d",
 			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
+			Timeout:    Duration{2 * time.Minute},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
@@ -286,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if b.Runtime.StopTimeout < 1 {
 		bad("berth.runtime.ctr_stop_timeout", "%d is not a number of seconds of at least 1", b.Runtime.StopTimeout)
+	}
+	if b.Network.Timeout.Duration <= 0 {
+		bad("berth.network.cni_timeout", "must be positive")
 	}
 	if b.Image.PullProgressTimeout.Duration < 0 {
 		bad("berth.image.pull_progress_timeout", "must not be negative")

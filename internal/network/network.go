@@ -70,7 +70,7 @@ func New(opts Options, log *slog.Logger) *Manager {
 	m := &Manager{
 		opts: opts,
 		log:  log,
-		cni:  libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, nil),
+		cni:  libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, pluginExec{}),
 		done: make(chan struct{}),
 	}
 	m.dirty.Store(true)

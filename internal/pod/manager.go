@@ -148,7 +148,8 @@ func New(d Deps) (*Manager, error) {
 	}
 	if d.Network == nil {
 		d.Network = network.New(network.Options{ConfDir: c.Network.NetworkDir, PluginDirs: c.Network.PluginDirs,
-			DefaultNetwork: c.Network.DefaultNetwork, CacheDir: filepath.Join(c.StateDir, "cni")}, log.With("component", "network"))
+			DefaultNetwork: c.Network.DefaultNetwork, CacheDir: filepath.Join(c.StateDir, "cni"), Timeout: c.Network.Timeout.Duration},
+			log.With("component", "network"))
 	}
 	if d.Runtime == nil {
 		d.Runtime = func(r runtime.OCI) OCIRuntime { return r }

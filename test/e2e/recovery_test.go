@@ -25,11 +25,21 @@ type recEnv struct {
 
 func startRecEnv(t *testing.T) *recEnv {
 	t.Helper()
+	return startRecEnvWith(t, nil, nil)
+}
+
+// startRecEnvWith is startRecEnv with drop-in config files, and prepare
+// (when not nil) run on the daemon's directory before berthd starts.
+func startRecEnvWith(t *testing.T, dropIns map[string]string, prepare func(*testutil.Daemon)) *recEnv {
+	t.Helper()
 	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	reg.Push(t, "ctr/busybox:1", testutil.BusyboxImage(t, testutil.ImageSpec{}))
 	e := &ctrEnv{reg: reg, ref: reg.Ref("ctr/busybox:1")}
-	e.d = testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir})
+	e.d = testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir, DropIns: dropIns})
 	e.d.WriteRegistriesConf(t, reg.RegistriesConf())
+	if prepare != nil {
+		prepare(e.d)
+	}
 	e.d.Start(t)
 	tn := newTestNet(t, e.d.Dir)
 	t.Cleanup(func() { removeAllPods(e.d) })
