@@ -5,6 +5,7 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/stats"
 )
@@ -25,6 +26,17 @@ type memoryReleaser struct {
 
 type bigMessageKey struct{}
 
+// releaseAgain is when memory is released a second time after a big RPC.
+const releaseAgain = 2 * time.Second
+
+// release returns freed memory to the OS. Two collections: gRPC keeps
+// large buffers in sync.Pools, which hold what they had for one
+// collection more.
+func release() {
+	goruntime.GC()
+	debug.FreeOSMemory()
+}
+
 func newMemoryReleaser() *memoryReleaser {
 	return &memoryReleaser{kick: make(chan struct{}, 1)}
 }
@@ -36,10 +48,16 @@ func (m *memoryReleaser) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-m.kick:
-			// Two collections: gRPC keeps large buffers in sync.Pools,
-			// which hold what they had for one collection more.
-			goruntime.GC()
-			debug.FreeOSMemory()
+			release()
+			// A big reply may still be on its way out when its RPC
+			// ends (HTTP/2 flow control holds its buffer until the
+			// client has read it): once more a little later.
+			select {
+			case <-stop:
+				return
+			case <-time.After(releaseAgain):
+				release()
+			}
 		}
 	}
 }
