@@ -119,12 +119,12 @@ func (m *Manager) Process(id string) (*specs.Process, error) {
 // bundle and status.json, which ContainerStatus and a restarted berthd
 // read); if that fails, the cgroup is put back and the update fails.
 func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
-	if r == nil {
-		return nil
-	}
 	c, err := m.get(id)
 	if err != nil {
 		return err
+	}
+	if r == nil {
+		return nil
 	}
 	var adapted []string
 	res, err := spec.Resources(r, m.cfg().Berth.Runtime.PidsLimit, m.host, &adapted)

@@ -198,6 +198,8 @@ func TestCRIWrongState(t *testing.T) {
 	_, err = rt.UpdateContainerResources(ctx(), &runtimeapi.UpdateContainerResourcesRequest{ContainerId: removed,
 		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 512}})
 	check("update a removed container", err, codes.NotFound)
+	_, err = rt.UpdateContainerResources(ctx(), &runtimeapi.UpdateContainerResourcesRequest{ContainerId: removed})
+	check("update a removed container with no resources", err, codes.NotFound)
 	_, err = rt.ContainerStatus(ctx(), &runtimeapi.ContainerStatusRequest{ContainerId: removed})
 	check("status of a removed container", err, codes.NotFound)
 
