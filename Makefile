@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-.PHONY: all deps build test lint bench demo clean e2e-kubelet chaos fuzz
+.PHONY: all deps build test lint bench demo clean e2e-kubelet chaos install deb fuzz
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -15,6 +15,17 @@ deps:
 build:
 	go build -o $(BIN)/ ./cmd/berthd ./cmd/berth
 	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/berth-pause
+
+# Install as a node component (see hack/install.sh): binaries to
+# $(PREFIX)/bin, the systemd unit, /etc/berth/berth.toml, and a CNI network
+# and policy.json where the node has none. DESTDIR stages elsewhere.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BIN="$(BIN)" ./hack/install.sh
+
+# A Debian package built with dpkg-deb, into $(BIN) (see hack/mkdeb.sh).
+deb: build
+	BIN="$(BIN)" ./hack/mkdeb.sh
 
 # Tests need root: they run real runc, conmon, CNI and overlay storage.
 test: deps build

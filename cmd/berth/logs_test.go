@@ -77,7 +77,7 @@ func TestReadLogTailSinceTimestamps(t *testing.T) {
 		{logOptions{tail: 2}, "line 4\n", "line 3\n"},
 		{logOptions{tail: 0}, "", ""},
 		{logOptions{tail: -1, sinceTime: base.Add(150 * time.Second)}, "line 4\n", "line 3\n"},
-		{logOptions{tail: 1, timestamps: true}, "2025-01-01T00:04:00Z line 4\n", ""},
+		{logOptions{tail: 1, timestamps: true}, "2025-01-01T00:04:00.000000000Z line 4\n", ""},
 	} {
 		var out, errOut bytes.Buffer
 		o := tc.opts

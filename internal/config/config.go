@@ -54,6 +54,7 @@ type Berth struct {
 	Image   Image   `toml:"image"`
 	Network Network `toml:"network"`
 	Metrics Metrics `toml:"metrics"`
+	Tracing Tracing `toml:"tracing"`
 	Stats   Stats   `toml:"stats" comment:"The stats collector behind the CRI stats RPCs."`
 }
 
@@ -99,6 +100,11 @@ type Runtime struct {
 	// (a process stuck in the kernel, a frozen cgroup). It does not lengthen
 	// the grace period the CRI request asks for.
 	StopTimeout int64 `toml:"ctr_stop_timeout" reload:"true" comment:"Seconds a stop waits for a container to be gone after SIGKILL before it fails (the kubelet then retries)."`
+	// The node's extensions of container specs (internal/ociext): CDI
+	// devices, OCI hooks and default mounts, under CRI-O's key names.
+	CDISpecDirs       []string `toml:"cdi_spec_dirs" comment:"Directories of CDI specs, in increasing priority; watched, so a new spec needs no restart."`
+	HooksDirs         []string `toml:"hooks_dir" comment:"Directories of OCI hook configs (containers hooks.d JSON), a file in a later one replacing one of the same name; created if missing and watched."`
+	DefaultMountsFile string   `toml:"default_mounts_file" reload:"true" comment:"File of \"/host/path:/container/path\" lines bind-mounted read-only into every container; a missing file means none."`
 }
 
 // Handler describes one OCI runtime handler ([berth.runtime.runtimes.NAME]).
@@ -206,6 +212,10 @@ func Default() *Config {
 			ShmSize:         "64m",
 			AppArmorProfile: "berth-default",
 			StopTimeout:     30,
+
+			CDISpecDirs:       []string{"/etc/cdi", "/var/run/cdi"},
+			HooksDirs:         []string{"/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d"},
+			DefaultMountsFile: "/etc/containers/mounts.conf",
 		},
 		Image: Image{
 			PauseImage:          "registry.k8s.io/pause:3.10",
@@ -224,6 +234,7 @@ func Default() *Config {
 			Timeout:    Duration{2 * time.Minute},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
+		Tracing: defaultTracing(),
 		Stats:   Stats{CollectionPeriod: Duration{10 * time.Second}},
 	}}
 	normalize(reflect.ValueOf(c).Elem())
@@ -291,6 +302,7 @@ func (c *Config) Validate() error {
 	if b.Runtime.StopTimeout < 1 {
 		bad("berth.runtime.ctr_stop_timeout", "%d is not a number of seconds of at least 1", b.Runtime.StopTimeout)
 	}
+	errs = append(errs, b.Runtime.validateExtensions()...)
 	if b.Network.Timeout.Duration <= 0 {
 		bad("berth.network.cni_timeout", "must be positive")
 	}
@@ -308,6 +320,7 @@ func (c *Config) Validate() error {
 	if b.Metrics.Socket != "" && !filepath.IsAbs(b.Metrics.Socket) {
 		bad("berth.metrics.metrics_socket", "%q is not an absolute path", b.Metrics.Socket)
 	}
+	validateTracing(b.Tracing, bad)
 	if b.Stats.CollectionPeriod.Duration < 0 {
 		bad("berth.stats.stats_collection_period", "must not be negative")
 	}

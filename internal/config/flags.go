@@ -37,6 +37,9 @@ var flagKeys = []struct{ name, key string }{
 	{"plugin-dirs", "berth.network.plugin_dirs"},
 	{"enable-metrics", "berth.metrics.enable_metrics"},
 	{"metrics-port", "berth.metrics.metrics_port"},
+	{"enable-tracing", "berth.tracing.enable_tracing"},
+	{"tracing-endpoint", "berth.tracing.tracing_endpoint"},
+	{"tracing-sampling-rate-per-million", "berth.tracing.tracing_sampling_rate_per_million"},
 }
 
 // Flags are the command-line overrides of berthd. Only flags given on the

@@ -116,7 +116,7 @@ func TestMergeTakesExactlyTheTaggedFields(t *testing.T) {
 
 func TestReloadableKeysAreTheTaggedOnes(t *testing.T) {
 	want := []string{
-		"berth.runtime.log_level", "berth.runtime.default_runtime", "berth.runtime.ctr_stop_timeout",
+		"berth.runtime.log_level", "berth.runtime.default_runtime", "berth.runtime.ctr_stop_timeout", "berth.runtime.default_mounts_file",
 		"berth.image.global_auth_file", "berth.image.pause_image", "berth.image.pinned_images",
 		"berth.image.signature_policy", "berth.image.registries_conf", "berth.image.registries_conf_dir",
 		"berth.image.insecure_registries", "berth.image.pull_progress_timeout", "berth.image.short_name_mode",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -23,6 +24,7 @@ import (
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // undo is a stack of cleanups, run in reverse when a pipeline fails.
@@ -277,6 +279,7 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 	})
 
 	layerTook := time.Since(tLayer)
+	tracing.Record(ctx, "storage: writable layer mount", tLayer, attribute.String("container.id", id))
 
 	volumes, err := m.mountImageVolumes(ctx, id, cfg, &u)
 	if err != nil {
@@ -311,6 +314,9 @@ func (m *Manager) create(ctx context.Context, sb *pod.Sandbox, name string, cfg 
 		return "", err
 	}
 	m.logAdapted(gen.Adapted)
+	if err := m.applyExtensions(gen.Spec, sb, cfg); err != nil {
+		return "", err
+	}
 	if err := makeDirs(rootfs, gen); err != nil {
 		return "", err
 	}

@@ -41,9 +41,6 @@ func (m *Manager) handleExit(id string) {
 	switch {
 	case oom:
 		reason = ReasonOOMKilled
-		if m.oom != nil {
-			m.oom.ContainerOOM(c.meta.Name)
-		}
 	case ex.Code == 0:
 		reason = ReasonCompleted
 	}
@@ -65,6 +62,11 @@ func (m *Manager) finishExit(c *container, code int32, at time.Time, reason, mes
 	}
 	c.st.State = StateExited
 	c.st.ExitCode, c.st.FinishedAt, c.st.Reason, c.st.Message = code, at, reason, message
+	// Counted here, where the exit is recorded once, not per notice of
+	// it (an exit seen during a start is handled again after it).
+	if reason == ReasonOOMKilled && m.oom != nil {
+		m.oom.ContainerOOM(c.meta.Name)
+	}
 	close(c.exited)
 	c.cleaned = make(chan struct{})
 	st, cleaned := c.st, c.cleaned

@@ -134,6 +134,9 @@ type Deps struct {
 	// Usage reads container cgroups (a memory limit is never lowered
 	// below what a container uses); nil probes the host's.
 	Usage cgroups.Reader
+	// Extensions adds CDI devices, OCI hooks and default mounts to each
+	// container's spec; nil adds none.
+	Extensions SpecExtensions
 }
 
 // OOMCounter is told of every OOM-killed container and of removals, so
@@ -157,6 +160,7 @@ type Manager struct {
 	exits   *runtime.Owner
 	records store.Dir
 	runDir  string
+	ext     SpecExtensions
 	events  *runtime.Events
 	allowed func(string) []string
 	oom     OOMCounter
@@ -257,7 +261,7 @@ func New(d Deps) (*Manager, error) {
 		cfg: d.Config, log: d.Log, images: d.Images, host: host, hier: hier, usage: usage, mon: d.Conmon, oci: d.Runtime, layers: d.Layers,
 		exits: d.Conmon.NewOwner(), records: records, runDir: filepath.Join(cfg.RunDir, "containers"), events: d.Events,
 		allowed: d.AllowedAnnotations, oom: d.OOM, features: d.Features, apparmor: newAppArmor(), done: make(chan struct{}),
-		ctrs: map[string]*container{}, names: map[string]*reservation{},
+		ctrs: map[string]*container{}, names: map[string]*reservation{}, ext: d.Extensions,
 	}
 	if m.log == nil {
 		m.log = slog.Default()

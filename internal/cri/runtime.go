@@ -56,6 +56,9 @@ func (s *runtimeService) Status(ctx context.Context, req *runtimeapi.StatusReque
 			}
 			resp.Info["checkpoint"] = string(ckpt)
 		}
+		if err := addExtensionsInfo(resp.Info, s.deps.Extensions); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	return resp, nil
 }

@@ -16,6 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,10 +32,12 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/lifecycle"
 	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/ociext"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/stream"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // Deps are the services the handlers call. berthd wires every one; a unit
@@ -68,6 +73,12 @@ type Deps struct {
 	// Features probes what a runtime handler's OCI runtime can do, for
 	// Status; nil advertises nothing optional.
 	Features *runtime.FeatureProbe
+	// Extensions reports the known CDI devices, the loaded OCI hooks and
+	// the default mounts in the verbose Status; nil reports none.
+	Extensions func() ociext.Report
+	// Tracer, when set, gives every request a server span, a child of the
+	// caller's trace context; nil (tracing off) adds nothing to a call.
+	Tracer trace.TracerProvider
 }
 
 // Server owns the gRPC server and the listening socket.
@@ -99,13 +110,18 @@ func New(deps Deps) *Server {
 	cfg := deps.Config().Berth.API
 	mem := newMemoryReleaser()
 	go mem.run(s.stopping)
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.StatsHandler(mem),
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
 		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),
 		grpc.ChainStreamInterceptor(deps.Metrics.StreamServerInterceptor(), s.logAndRecoverStream),
-	)
+	}
+	if deps.Tracer != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(deps.Tracer),
+			otelgrpc.WithPropagators(tracing.Propagator()), otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, &runtimeService{Server: s})
 	runtimeapi.RegisterImageServiceServer(s.grpc, &imageService{Server: s})
 	return s

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/lifecycle"
 	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/ociext"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/recovery"
 	"github.com/berth-cri/berth/internal/runtime"
@@ -185,11 +186,15 @@ func Run(ctx context.Context, loader config.Loader) error {
 	// What each runtime handler can do, asked lazily and once; shared by
 	// container creation and Status.
 	features := runtime.NewFeatureProbe()
+	// CDI devices, OCI hooks and default mounts: read, and their dirs
+	// watched, on the first container creation or info request.
+	ext := ociext.New(d.current, d.log.With("component", "ociext"))
+	defer ext.Close()
 	// Containers: the records of containers that kept running while
 	// berthd was stopped.
 	if d.containers, err = container.New(container.Deps{Config: d.current, Log: d.log.With("component", "container"),
 		Images: d.images, Monitor: d.monitor, Events: d.events, AllowedAnnotations: d.allowedAnnotations,
-		Rebooted: start.Rebooted, OOM: d.metrics, Features: features}); err != nil {
+		Rebooted: start.Rebooted, OOM: d.metrics, Features: features, Extensions: ext}); err != nil {
 		return err
 	}
 	defer d.containers.Close()
@@ -211,10 +216,16 @@ func Run(ctx context.Context, loader config.Loader) error {
 
 	// Cheap: the collector starts on the first stats request.
 	d.metrics.CountEventsDropped(d.events.Dropped)
+	d.metrics.CountContainersByState(containerStateCounts(d.containers))
 	d.stats = stats.New(stats.Options{Config: d.current, Log: d.log.With("component", "stats"),
 		Pods: statsPods{d.pods}, Containers: d.containers, Layers: stats.StorageLayers(d.images.Store)})
 	defer d.stats.Close()
 
+	tracer, err := d.startTracing(ctx, cfg.Berth.Tracing)
+	if err != nil {
+		return err
+	}
+	defer d.stopTracing(tracer)
 	d.server = cri.New(cri.Deps{
 		Config:  d.current,
 		Log:     d.log.With("component", "cri"),
@@ -231,6 +242,8 @@ func Run(ctx context.Context, loader config.Loader) error {
 		Events:        d.events,
 		Checkpoint:    checkpoint.NewProber(""),
 		Features:      features,
+		Extensions:    ext.Report,
+		Tracer:        tracerOf(tracer),
 	})
 	if err := d.server.Listen(cfg.Berth.API.Listen); err != nil {
 		return err
@@ -242,7 +255,7 @@ func Run(ctx context.Context, loader config.Loader) error {
 			}
 			return ""
 		},
-		Containers: containerInfo{ctrs: d.containers, pods: d.pods}}); err != nil {
+		Containers: containerInfo{ctrs: d.containers, pods: d.pods}, Extensions: ext.Report}); err != nil {
 		return err
 	}
 	defer d.info.Close()

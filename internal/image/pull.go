@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // Auth is the credentials of one pull, as the CRI's AuthConfig carries
@@ -80,7 +82,9 @@ var errNoWaiters = errors.New("every caller of the pull went away")
 // and returns the image ID. Concurrent pulls of the same name with the
 // same credentials share one download; each caller's ctx bounds only its
 // own wait, and the download stops when no caller is left.
-func (s *Service) Pull(ctx context.Context, name string, auth *Auth) (string, error) {
+func (s *Service) Pull(ctx context.Context, name string, auth *Auth) (_ string, err error) {
+	ctx, span := tracing.Start(ctx, "image pull", attribute.String("image.name", name))
+	defer func() { tracing.End(span, err) }()
 	name = trimTransport(name)
 	if err := checkName(name); err != nil {
 		// It names the image and what is wrong with it.

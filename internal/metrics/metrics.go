@@ -18,6 +18,7 @@
 //	berth_containers_oom_count_total{name}             counter
 //	berth_containers_events_dropped_total              counter
 //	berth_processes_defunct                            gauge: zombies on the node
+//	berth_containers{state}                            gauge: containers by CRI state
 //
 // plus the Go runtime (go_*) and process (process_*) collectors.
 //

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/ociext"
 )
 
 // Info is the answer of GET /info.
@@ -31,6 +32,11 @@ type Info struct {
 	DefaultRuntime string `json:"default_runtime"`
 	CRISocket      string `json:"cri_socket"`
 	StateDir       string `json:"state_dir"`
+	// The node's spec extensions: known CDI devices, loaded OCI hooks,
+	// default mounts (absent when the daemon has none wired in).
+	CDI           *ociext.CDIReport    `json:"cdi,omitempty"`
+	Hooks         *ociext.HooksReport  `json:"hooks,omitempty"`
+	DefaultMounts *ociext.MountsReport `json:"default_mounts,omitempty"`
 }
 
 // ContainerInfo is the answer of GET /containers/{id}, with CRI-O's field
@@ -68,6 +74,9 @@ type ServeOptions struct {
 	StorageDriver func() string
 	// Containers answers /containers/{id}; nil answers 503.
 	Containers ContainerInfoSource
+	// Extensions reports the CDI devices, hooks and default mounts for
+	// /info; nil leaves them out.
+	Extensions func() ociext.Report
 }
 
 // Server serves the info socket and, when enabled, the metrics endpoint.
@@ -213,7 +222,7 @@ func (s *Server) serveInfo(w http.ResponseWriter, _ *http.Request) {
 	if driver == "" {
 		driver = b.StorageDriver
 	}
-	writeJSON(w, s.opts.Log, Info{
+	info := Info{
 		Version:        s.opts.Version,
 		StorageDriver:  driver,
 		StorageRoot:    b.Root,
@@ -222,7 +231,12 @@ func (s *Server) serveInfo(w http.ResponseWriter, _ *http.Request) {
 		DefaultRuntime: b.Runtime.DefaultRuntime,
 		CRISocket:      b.API.Listen,
 		StateDir:       b.StateDir,
-	})
+	}
+	if s.opts.Extensions != nil {
+		ext := s.opts.Extensions()
+		info.CDI, info.Hooks, info.DefaultMounts = &ext.CDI, &ext.Hooks, &ext.DefaultMounts
+	}
+	writeJSON(w, s.opts.Log, info)
 }
 
 func (s *Server) serveConfig(w http.ResponseWriter, _ *http.Request) {

@@ -12,8 +12,10 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // IfName is the pod's interface name, as every CRI runtime uses.
@@ -143,7 +145,9 @@ func (m *Manager) runtimeConf(a Attachment) *libcni.RuntimeConf {
 
 // Setup attaches the pod to the current network. A failed ADD is undone
 // with a DEL before returning, so a failure leaves no veth, IP or rule.
-func (m *Manager) Setup(ctx context.Context, a Attachment) (*Result, error) {
+func (m *Manager) Setup(ctx context.Context, a Attachment) (_ *Result, err error) {
+	ctx, span := tracing.Start(ctx, "cni ADD", attribute.String("pod.id", a.PodID))
+	defer func() { tracing.End(span, err) }()
 	st := m.current()
 	if st.list == nil {
 		return nil, fmt.Errorf("network not ready: %s: %w", st.reason, errdefs.ErrFailedPrecondition)
@@ -198,7 +202,9 @@ func podIPs(res types.Result) ([]string, error) {
 // is idempotent: it prefers the config cached at ADD time, a missing
 // netns makes plugins only release what they hold, and a network no
 // longer known at all is nothing to tear down.
-func (m *Manager) Teardown(ctx context.Context, a Attachment, network string) error {
+func (m *Manager) Teardown(ctx context.Context, a Attachment, network string) (err error) {
+	ctx, span := tracing.Start(ctx, "cni DEL", attribute.String("pod.id", a.PodID))
+	defer func() { tracing.End(span, err) }()
 	if a.NetNS != "" {
 		if _, err := os.Stat(a.NetNS); err != nil {
 			a.NetNS = ""

@@ -14,10 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // Files conmon and runc keep in a container's bundle directory.
@@ -177,7 +179,9 @@ func (p *Pending) Abort() {
 // Start releases conmon and waits for the container's pid. On error
 // nothing conmon started is left running, but the caller still owes a
 // `runc delete --force` for the runtime's own state.
-func (p *Pending) Start(ctx context.Context) (*Created, error) {
+func (p *Pending) Start(ctx context.Context) (_ *Created, err error) {
+	ctx, span := tracing.Start(ctx, "conmon: runc create", attribute.String("container.id", p.id))
+	defer func() { tracing.End(span, err) }()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCreateTimeout)

@@ -12,9 +12,11 @@ import (
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // Runtime runs the OCI runtime (runc or a compatible one) directly, for
@@ -115,8 +117,10 @@ func runtimeMessage(s string) string {
 }
 
 // Start runs the container's process (`runc start`).
-func (r OCI) Start(ctx context.Context, id string) error {
-	_, err := r.run(ctx, nil, "start", id)
+func (r OCI) Start(ctx context.Context, id string) (err error) {
+	ctx, span := tracing.Start(ctx, "runc start", attribute.String("container.id", id))
+	defer func() { tracing.End(span, err) }()
+	_, err = r.run(ctx, nil, "start", id)
 	return err
 }
 

@@ -10,7 +10,7 @@ import (
 
 // writeFiles lays out the config, policy, registries.conf and directories.
 func (d *Daemon) writeFiles() error {
-	for _, sub := range []string{"berth.toml.d", "registries.conf.d", "cni", "run"} {
+	for _, sub := range []string{"berth.toml.d", "registries.conf.d", "cni", "run", "cdi", "hooks.d"} {
 		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", sub, err)
 		}
@@ -31,7 +31,9 @@ func (d *Daemon) writeFiles() error {
 	return nil
 }
 
-// configTOML is the generated berth.toml, every path inside d.Dir. runc
+// configTOML is the generated berth.toml, every path inside d.Dir (the
+// CDI spec dir cdi/, the hook dir hooks.d/ and mounts.conf too, so that
+// the host's /etc/cdi, hooks and mounts.conf never reach a test). runc
 // gets its own state root so that cleanup finds the daemon's containers.
 func (d *Daemon) configTOML() string {
 	p := func(s string) string { return fmt.Sprintf("%q", filepath.Join(d.Dir, s)) }
@@ -48,6 +50,9 @@ listen = %q
 
 [berth.runtime]
 log_level = "debug"
+cdi_spec_dirs = [%s]
+hooks_dir = [%s]
+default_mounts_file = %s
 
 [berth.runtime.runtimes.runc]
 runtime_path = %q
@@ -62,7 +67,7 @@ registries_conf_dir = %s
 [berth.network]
 network_dir = %q
 `, p("storage"), p("runroot"), p("state"), p("run"), p("logs"), d.Socket,
-		runcPath(), p("runc"), p("policy.json"), p("registries.conf"), p("registries.conf.d"), d.CNIDir)
+		p("cdi"), p("hooks.d"), p("mounts.conf"), runcPath(), p("runc"), p("policy.json"), p("registries.conf"), p("registries.conf.d"), d.CNIDir)
 }
 
 func runcPath() string {

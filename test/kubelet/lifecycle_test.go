@@ -48,6 +48,7 @@ func TestKubelet(t *testing.T) {
 			{"node-limits", testNodeLimits},
 			{"list-streams", testListStreams},
 			{"evented-pleg-exit", testEventedExit},
+			{"cdi-device", testCDI},
 			{"image-volume", testImageVolume},
 			{"supplemental-groups-policy", testSupplementalGroupsPolicy},
 		} {
