@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-.PHONY: all deps build test lint bench bench-compare demo clean e2e-kubelet chaos install deb
+.PHONY: all deps build test lint bench bench-compare demo clean e2e-kubelet chaos install deb fuzz
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -38,6 +38,25 @@ test: deps build
 e2e-kubelet: deps build
 	kubelet=$$(./test/kubelet/build/build.sh) && KUBELET=$$kubelet BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) \
 		GOFLAGS="$(GOFLAGS),kubelet" go test -count=1 -v -timeout 30m ./test/kubelet/
+
+# Fuzz targets, each run for FUZZTIME; seed corpora are in each package's
+# testdata/fuzz. A failing input is written there too: commit it with the fix.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./internal/spec:FuzzGenerate \
+	./internal/spec:FuzzValidateMounts \
+	./internal/config:FuzzLoad \
+	./internal/image:FuzzImageName \
+	./internal/pod:FuzzSysctl \
+	./internal/runtime:FuzzReadSync \
+	./cmd/berth:FuzzCRILog
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 1 $$pkg; \
+	done
 
 # The chaos soak of the e2e suite (3 minutes there) for 20 minutes.
 chaos: deps build

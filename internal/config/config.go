@@ -66,6 +66,9 @@ type API struct {
 	StreamPort      string `toml:"stream_port" comment:"Port of the streaming server; \"0\" picks a free one."`
 	GRPCMaxSendSize int    `toml:"grpc_max_send_msg_size" comment:"Largest gRPC message berth sends, in bytes."`
 	GRPCMaxRecvSize int    `toml:"grpc_max_recv_msg_size" comment:"Largest gRPC message berth accepts, in bytes."`
+	// MaxMetadataSize bounds the labels and annotations of one pod or
+	// container: they are kept in memory and in every List reply.
+	MaxMetadataSize int `toml:"max_metadata_size" comment:"Largest size in bytes of the labels and annotations of one pod or container together (the Kubernetes API's 256 KiB); -1: no limit."`
 
 	// StreamEnableTLS serves the streaming server over TLS with the files below.
 	StreamEnableTLS bool   `toml:"stream_enable_tls" comment:"Serve exec, attach and port-forward over TLS (stream_tls_cert and stream_tls_key must be set)."`
@@ -187,6 +190,7 @@ func Default() *Config {
 			StreamPort:      "0",
 			GRPCMaxSendSize: 80 * 1024 * 1024,
 			GRPCMaxRecvSize: 80 * 1024 * 1024,
+			MaxMetadataSize: 256 << 10,
 
 			StreamIdleTimeout: Duration{4 * time.Hour},
 		},
@@ -293,6 +297,9 @@ func (c *Config) Validate() error {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
 			bad("berth.runtime.default_sysctls", "%q is not key=value", s)
 		}
+	}
+	if b.API.MaxMetadataSize == 0 || b.API.MaxMetadataSize < -1 {
+		bad("berth.api.max_metadata_size", "%d is not a size in bytes (or -1 for no limit)", b.API.MaxMetadataSize)
 	}
 	if b.Runtime.StopTimeout < 1 {
 		bad("berth.runtime.ctr_stop_timeout", "%d is not a number of seconds of at least 1", b.Runtime.StopTimeout)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/ident"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/objmeta"
 	"github.com/berth-cri/berth/internal/oplock"
 	"github.com/berth-cri/berth/internal/pod"
 	"github.com/berth-cri/berth/internal/runtime"
@@ -37,10 +37,6 @@ func (u *undo) run() {
 		(*u)[i]()
 	}
 }
-
-// annotationPrefixes mark annotations that change how berth runs a
-// container; each must be allowed for the runtime handler.
-var annotationPrefixes = []string{"io.berth.", "io.kubernetes.cri-o."}
 
 // Create makes a container in pod sb, which the caller has admitted (see
 // pod.Manager.Admit): it validates the request, reserves the name,
@@ -79,6 +75,9 @@ func (m *Manager) startCreate(ctx context.Context, sb *pod.Sandbox, cfg *runtime
 	}
 	if err := spec.Validate(cfg); err != nil {
 		return "", nil, err
+	}
+	if err := objmeta.Check(cfg.GetLabels(), cfg.GetAnnotations(), m.cfg().Berth.API.MaxMetadataSize); err != nil {
+		return "", nil, fmt.Errorf("config: %w", err)
 	}
 	name := fmt.Sprintf("k8s_%s_%s_%s_%s_%d", cfg.GetMetadata().GetName(), sb.Metadata.Name,
 		sb.Metadata.Namespace, sb.Metadata.UID, cfg.GetMetadata().GetAttempt())
@@ -500,14 +499,7 @@ func (m *Manager) checkAnnotations(handler string, annots map[string]string) err
 	if m.allowed != nil {
 		allowed = m.allowed(handler)
 	}
-	for k := range annots {
-		for _, p := range annotationPrefixes {
-			if strings.HasPrefix(k, p) && !slices.Contains(allowed, k) {
-				return fmt.Errorf("annotation %s is not allowed for runtime handler %q: %w", k, handler, errdefs.ErrInvalidArgument)
-			}
-		}
-	}
-	return nil
+	return objmeta.CheckBehaviour(annots, handler, allowed)
 }
 
 // targetPIDNS resolves the TARGET pid mode: the target container must

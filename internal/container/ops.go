@@ -19,9 +19,12 @@ import (
 	"github.com/berth-cri/berth/internal/store"
 )
 
-// MaxExecOutput caps each stream of ExecSync (CVE-2022-1708): the rest of
-// a chatty command's output is read and dropped.
-const MaxExecOutput = 16 << 20
+// MaxExecOutput caps the output of ExecSync, stdout and stderr together
+// (CVE-2022-1708): the rest of a chatty command's output is read and
+// dropped. The whole reply must fit the 16 MiB the kubelet and crictl
+// accept by default, so 64 KiB are left for the message's framing and
+// the timeout note.
+const MaxExecOutput = 16<<20 - 64<<10
 
 // reopenTimeout bounds the wait for conmon to recreate the log file.
 const reopenTimeout = 10 * time.Second
@@ -116,12 +119,12 @@ func (m *Manager) Process(id string) (*specs.Process, error) {
 // bundle and status.json, which ContainerStatus and a restarted berthd
 // read); if that fails, the cgroup is put back and the update fails.
 func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
-	if r == nil {
-		return nil
-	}
 	c, err := m.get(id)
 	if err != nil {
 		return err
+	}
+	if r == nil {
+		return nil
 	}
 	var adapted []string
 	res, err := spec.Resources(r, m.cfg().Berth.Runtime.PidsLimit, m.host, &adapted)

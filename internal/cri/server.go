@@ -113,7 +113,10 @@ type imageService struct {
 func New(deps Deps) *Server {
 	s := &Server{deps: deps, stopping: make(chan struct{})}
 	cfg := deps.Config().Berth.API
+	mem := newMemoryReleaser()
+	go mem.run(s.stopping)
 	opts := []grpc.ServerOption{
+		grpc.StatsHandler(mem),
 		grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendSize),
 		grpc.ChainUnaryInterceptor(deps.Metrics.UnaryServerInterceptor(), s.logAndRecover),

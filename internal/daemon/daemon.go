@@ -83,6 +83,9 @@ func (d *daemon) allowedAnnotations(name string) []string {
 // Run starts berthd and blocks until ctx is done or SIGTERM/SIGINT.
 func Run(ctx context.Context, loader config.Loader) error {
 	d := &daemon{loader: loader, level: new(slog.LevelVar), systemd: takeNotifySocket()}
+	if err := closeInheritedOnExec(); err != nil {
+		return err
+	}
 	cfg, origins, err := loader.LoadWithOrigins()
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/objmeta"
 )
 
 // Limits from the kubelet's own DNS validation.
@@ -92,9 +93,15 @@ func buildRecord(cfg *config.Config, pc *runtimeapi.PodSandboxConfig, handler st
 	if md.GetUid() != "" && !validName(md.GetUid()) {
 		return nil, invalid("config.metadata.uid %q may hold only letters, digits, '.', '_' or '-'", md.GetUid())
 	}
-	name, _, err := cfg.Handler(handler)
+	name, h, err := cfg.Handler(handler)
 	if err != nil {
 		return nil, invalid("runtime_handler: %v", err)
+	}
+	if err := objmeta.Check(pc.GetLabels(), pc.GetAnnotations(), cfg.Berth.API.MaxMetadataSize); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := objmeta.CheckBehaviour(pc.GetAnnotations(), name, h.AllowedAnnotations); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	rec := &record{
 		Version:        recordVersion,

@@ -123,6 +123,15 @@ func TestBuildRecord(t *testing.T) {
 		},
 		"long hostname":   func(p *runtimeapi.PodSandboxConfig) { p.Hostname = strings.Repeat("a", 65) },
 		"log dir with ..": func(p *runtimeapi.PodSandboxConfig) { p.LogDirectory = "/var/log/../../etc" },
+		// Pods follow the containers' rule (CVE-2024-3154 class).
+		"behaviour annotation": func(p *runtimeapi.PodSandboxConfig) {
+			p.Annotations = map[string]string{"io.kubernetes.cri-o.Devices": "/dev/sda"}
+		},
+		"metadata over 256 KiB": func(p *runtimeapi.PodSandboxConfig) {
+			p.Labels = map[string]string{"a": strings.Repeat("v", 200)}
+			p.Annotations = map[string]string{"b": strings.Repeat("v", 256<<10)}
+		},
+		"label key with a space": func(p *runtimeapi.PodSandboxConfig) { p.Labels = map[string]string{"a b": "c"} },
 	} {
 		pc2 := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "n"}, DnsConfig: &runtimeapi.DNSConfig{}}
 		mutate(pc2)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -33,9 +34,10 @@ const TimedOutMessage = "command timed out"
 // while what the command itself wrote is already buffered.
 const drainGrace = 25 * time.Millisecond
 
-// ExecSync runs p in container id and collects its output, each stream
-// capped at limit bytes (the rest is read and dropped, so the command
-// never blocks on a full pipe). It runs `runc exec` directly rather than
+// ExecSync runs p in container id and collects its output, both streams
+// together capped at limit bytes so that the reply fits the caller's
+// message size (the rest is read and dropped, so the command never
+// blocks on a full pipe, and memory stays bounded whatever it writes). It runs `runc exec` directly rather than
 // through `conmon -e --sync`: one process less to start, no temporary
 // log file to write and parse back, and the same result. runc exec
 // (without --detach) is a subreaper for the command, so the command is
@@ -84,8 +86,9 @@ func (r OCI) ExecSync(ctx context.Context, id string, p *specs.Process, timeout 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	var outTrunc, errTrunc bool
-	go func() { defer wg.Done(); res.Stdout, outTrunc = readCapped(outR, limit) }()
-	go func() { defer wg.Done(); res.Stderr, errTrunc = readCapped(errR, limit) }()
+	budget := &outputBudget{left: int64(limit)}
+	go func() { defer wg.Done(); res.Stdout, outTrunc = budget.read(outR) }()
+	go func() { defer wg.Done(); res.Stderr, errTrunc = budget.read(errR) }()
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -145,22 +148,34 @@ func killExec(cmd *exec.Cmd, done <-chan error) error {
 	}
 }
 
-// readCapped reads r to EOF (or its deadline), keeping the first limit
-// bytes.
-func readCapped(r *os.File, limit int) ([]byte, bool) {
-	var out []byte
+// outputBudget is the number of bytes the streams of one exec may still
+// keep between them: whichever writes first gets it (CVE-2022-1708).
+type outputBudget struct{ left int64 }
+
+// take reserves up to n bytes and returns how many it got.
+func (b *outputBudget) take(n int) int {
+	for {
+		left := atomic.LoadInt64(&b.left)
+		got := min(int64(n), left)
+		if got <= 0 {
+			return 0
+		}
+		if atomic.CompareAndSwapInt64(&b.left, left, left-got) {
+			return int(got)
+		}
+	}
+}
+
+// read reads r to EOF (or its deadline), keeping what the budget allows;
+// truncated reports that bytes were dropped.
+func (b *outputBudget) read(r *os.File) (out []byte, truncated bool) {
 	buf := make([]byte, 32<<10)
-	truncated := false
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			keep := min(n, limit-len(out))
-			if keep > 0 {
-				out = append(out, buf[:keep]...)
-			}
-			if keep < n {
-				truncated = true
-			}
+			keep := b.take(n)
+			out = append(out, buf[:keep]...)
+			truncated = truncated || keep < n
 		}
 		if err != nil {
 			return out, truncated

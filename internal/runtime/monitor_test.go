@@ -342,6 +342,12 @@ func TestExecSync(t *testing.T) {
 	if err != nil || len(res.Stdout) != 1000 || !res.Truncated || res.ExitCode != 0 {
 		t.Fatalf("capped exec: %d bytes, %+v, %v", len(res.Stdout), res.Truncated, err)
 	}
+	// The cap holds for both streams together.
+	p.Args = []string{"sh", "-c", "yes out | head -c 300000 & yes err | head -c 300000 >&2; wait"}
+	res, err = e.runtime.ExecSync(ctx, c.id, &p, 0, 1000)
+	if err != nil || len(res.Stdout)+len(res.Stderr) != 1000 || !res.Truncated {
+		t.Fatalf("capped exec on two streams: %d+%d bytes, %+v, %v", len(res.Stdout), len(res.Stderr), res.Truncated, err)
+	}
 	// A timeout kills the command (and its children) and returns
 	// normally with a non-zero code.
 	p.Args = []string{"sh", "-c", "sleep 101 & sleep 101"}

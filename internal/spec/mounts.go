@@ -65,6 +65,11 @@ func ValidateMounts(mounts []*runtimeapi.Mount) error {
 		if !filepath.IsAbs(src) {
 			return invalid("mount %s: host path %q is not absolute", dst, src)
 		}
+		// As the Kubernetes API's hostPath rule: no way up and out of the
+		// directory the path names, and nothing conmon or runc would split.
+		if slices.Contains(strings.Split(src, "/"), "..") || strings.ContainsAny(src, "\x00\n\r") {
+			return invalid("mount %s: host path %q contains '..' or a control character", dst, src)
+		}
 		if _, err := os.Stat(src); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("mount %s: host path %s does not exist: %w", dst, src, errdefs.ErrInvalidArgument)

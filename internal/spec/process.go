@@ -33,13 +33,21 @@ func command(cfg *runtimeapi.ContainerConfig, entrypoint, cmd []string) ([]strin
 	if len(out) == 0 || out[0] == "" {
 		return nil, invalid("no command: neither the request nor the image sets one")
 	}
-	for _, a := range out {
+	for i, a := range out {
 		if strings.ContainsRune(a, 0) {
 			return nil, invalid("command argument contains a NUL byte")
+		}
+		if len(a) >= maxArgLen {
+			return nil, invalid("command argument %d is %d bytes long: the kernel runs no command with an argument of %d bytes or more", i, len(a), maxArgLen)
 		}
 	}
 	return out, nil
 }
+
+// maxArgLen is the kernel's MAX_ARG_STRLEN (32 pages): execve fails with
+// E2BIG on a longer argument or environment entry, which would surface
+// only at start as a runtime error.
+const maxArgLen = 32 * 4096
 
 // checkEnvEntry refuses names and values that cannot be represented in
 // an environment block or that would be read as two variables by the
@@ -53,6 +61,9 @@ func checkEnvEntry(k, v string) error {
 	}
 	if strings.ContainsAny(v, "\x00\n\r") {
 		return invalid("environment variable %s: value contains NUL or a newline", k)
+	}
+	if len(k)+1+len(v) >= maxArgLen {
+		return invalid("environment variable %s is %d bytes long: the kernel runs no command with an entry of %d bytes or more", k, len(k)+1+len(v), maxArgLen)
 	}
 	return nil
 }

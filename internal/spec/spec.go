@@ -120,9 +120,12 @@ func Validate(cfg *runtimeapi.ContainerConfig) error {
 			return fmt.Errorf("run_as_group: %w", err)
 		}
 	}
-	for _, a := range cfg.GetArgs() {
+	for _, a := range append(slices.Clip(cfg.GetCommand()), cfg.GetArgs()...) {
 		if strings.ContainsRune(a, 0) {
 			return invalid("argument contains a NUL byte")
+		}
+		if len(a) >= maxArgLen {
+			return invalid("an argument is %d bytes long: the kernel runs no command with an argument of %d bytes or more", len(a), maxArgLen)
 		}
 	}
 	for _, d := range cfg.GetDevices() {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -61,6 +62,11 @@ func readInRoot(root, p string) ([]byte, error) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
+		}
+		// A symlink loop, a link out of the rootfs or a non-directory on
+		// the way is the image's doing, not the node's.
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOTDIR) {
+			return nil, fmt.Errorf("the image's %s cannot be used: %w (%w)", p, err, errdefs.ErrInvalidArgument)
 		}
 		return nil, fmt.Errorf("open %s in the container: %w", p, err)
 	}

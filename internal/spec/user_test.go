@@ -1,9 +1,11 @@
 package spec
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -110,5 +112,22 @@ func TestNoPasswd(t *testing.T) {
 	res := gen(t, in)
 	if res.User.UID != 123 || res.User.GID != 0 || res.User.Home != "/" {
 		t.Fatalf("user %+v", res.User)
+	}
+}
+
+// An image whose /etc/passwd is a symlink climbing out of the rootfs
+// (CVE-2024-5154 class) loops back onto itself inside the rootfs: the
+// lookup is refused as the image's fault, never served from the host.
+func TestResolveUserPasswdLinkLoops(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../../etc/passwd", filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := resolveUser(root, "daemon", nil)
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "/etc/passwd") {
+		t.Fatalf("got %v, want InvalidArgument naming /etc/passwd", err)
 	}
 }

@@ -79,6 +79,8 @@ func (s *Server) exec(ctx context.Context, id string, cmd []string, st streams, 
 	c.Env = []string{runtimePATH}
 	s.log.Debug("exec", "id", id, "cmd", cmd, "tty", tty)
 	start := time.Now()
+	st, moved := counted(st)
+	defer func() { releaseMemory(moved()) }()
 	if tty {
 		err = s.runTTY(ctx, c, pidFile, st, resize)
 	} else {

@@ -41,6 +41,9 @@ type DaemonOptions struct {
 	Args []string
 	// Env is appended to the test's environment for berthd and berth.
 	Env []string
+	// ExtraFiles are open files berthd inherits from fd 3 on, as from a
+	// supervisor that leaves fds open.
+	ExtraFiles []*os.File
 }
 
 // Daemon is one berthd process with all its state in a private directory.
@@ -145,6 +148,7 @@ func (d *Daemon) Start(t testing.TB) {
 	}
 	cmd := d.Command(d.opts.Args...)
 	cmd.Stdout, cmd.Stderr = d.log, d.log
+	cmd.ExtraFiles = d.opts.ExtraFiles
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	fmt.Fprintf(d.log, "=== testutil: starting %s\n", strings.Join(cmd.Args, " "))
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/testutil"
 )
 
@@ -149,9 +150,9 @@ func TestContainerExecSync(t *testing.T) {
 	if strings.TrimSpace(string(r.GetStdout())) != "0" {
 		t.Fatalf("timed-out command still runs: %q", r.GetStdout())
 	}
-	// Big output is capped at 16 MiB, not an error.
+	// Big output is capped so that the reply fits 16 MiB, not an error.
 	r = e.exec(t, id, 30, "sh", "-c", "head -c 20000000 /dev/zero")
-	if len(r.GetStdout()) != 16<<20 || r.GetExitCode() != 0 {
+	if len(r.GetStdout()) != container.MaxExecOutput || r.GetExitCode() != 0 {
 		t.Fatalf("capped exec: %d bytes, exit %d", len(r.GetStdout()), r.GetExitCode())
 	}
 	_, err := e.d.Runtime.ExecSync(ctxT(t, 10*time.Second), &runtimeapi.ExecSyncRequest{ContainerId: id})
