@@ -12,9 +12,12 @@ const maxCPUSetIndex = 1 << 16
 
 // parseCPUSet expands a cpuset list ("0-3,5") already matched by
 // cpusetRE into its members; ok is false for a range running backwards
-// or past maxCPUSetIndex.
+// or past maxCPUSetIndex, or for a list naming more members in all than
+// there can be distinct ones (many repeated wide ranges would otherwise
+// keep a request busy for minutes).
 func parseCPUSet(s string) (set map[int]bool, ok bool) {
 	set = map[int]bool{}
+	named := 0
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(lo)
@@ -27,7 +30,7 @@ func parseCPUSet(s string) (set map[int]bool, ok bool) {
 				return nil, false
 			}
 		}
-		if b < a || b > maxCPUSetIndex {
+		if named += b - a + 1; b < a || b > maxCPUSetIndex || named > maxCPUSetIndex+1 {
 			return nil, false
 		}
 		for i := a; i <= b; i++ {
