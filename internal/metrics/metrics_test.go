@@ -234,6 +234,10 @@ func TestMetricsBindOnlyWhereConfigured(t *testing.T) {
 	if v, _ := value(fams, "berth_operations_total", map[string]string{"operation": "Status"}); v != 1 {
 		t.Fatalf("Status count %v over TCP", v)
 	}
+	// A network address never serves profiles.
+	if code, _ := get(t, http.DefaultClient, fmt.Sprintf("http://%s/debug/pprof/", addr)); code != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ on the metrics address: %d", code)
+	}
 }
 
 type fakeContainers map[string]*ContainerInfo
@@ -288,6 +292,10 @@ func TestInfoEndpoints(t *testing.T) {
 	}
 	if code, _ = get(t, c, "http://berth/metrics"); code != http.StatusNotFound {
 		t.Fatalf("/metrics on the info socket while disabled: %d", code)
+	}
+	// Go's profiles, on the info socket only.
+	if code, body = get(t, c, "http://berth/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+		t.Fatalf("/debug/pprof/goroutine: %d %.200s", code, body)
 	}
 }
 

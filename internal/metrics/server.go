@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -203,7 +204,9 @@ func listenUnix(path string) (net.Listener, error) {
 // handler routes the endpoints of one listener: the metrics endpoint
 // serves /metrics only, so that binding it to a network address (for a
 // scraper) exposes no config or container details; the info socket
-// serves the rest.
+// (root's only, mode 0660) serves the rest, Go's profiles under
+// /debug/pprof/ among them, as containerd's debug socket does: profiling
+// a node's runtime must not need a rebuild or a restart.
 func (s *Server) handler(metrics bool) http.Handler {
 	mux := http.NewServeMux()
 	if metrics {
@@ -213,6 +216,11 @@ func (s *Server) handler(metrics bool) http.Handler {
 	mux.HandleFunc("GET /info", s.serveInfo)
 	mux.HandleFunc("GET /config", s.serveConfig)
 	mux.HandleFunc("GET /containers/{id}", s.serveContainer)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 
