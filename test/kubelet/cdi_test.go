@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,11 +44,19 @@ func testCDI(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 
-	plugin := buildDevicePlugin(t)
-	startDevicePlugin(t, plugin, "--resource", "berth.test/field", "--cdi", "berth.test/kubelet=field", "--socket", "berth-field.sock")
-	startDevicePlugin(t, plugin, "--resource", "berth.test/annotation", "--cdi", "berth.test/kubelet=annotation",
-		"--annotation", "cdi.k8s.io/berth-e2e_dev0", "--socket", "berth-annotation.sock")
-	waitDevicesRegistered(t, "berth.test/field", "berth.test/annotation")
+	// A pod admitted before the kubelet counts a device healthy is
+	// rejected for good (a static pod is not retried): each plugin says
+	// when the kubelet's pod-resources API lists its device.
+	start := time.Now()
+	podResources := filepath.Join(e.dir, "root", "pod-resources", "kubelet.sock")
+	field := startDevicePlugin(t, devicePluginBin, "--resource", "berth.test/field", "--cdi", "berth.test/kubelet=field",
+		"--socket", "berth-field.sock", "--pod-resources", podResources)
+	annotation := startDevicePlugin(t, devicePluginBin, "--resource", "berth.test/annotation", "--cdi", "berth.test/kubelet=annotation",
+		"--annotation", "cdi.k8s.io/berth-e2e_dev0", "--socket", "berth-annotation.sock", "--pod-resources", podResources)
+	for _, p := range []*devicePlugin{field, annotation} {
+		p.waitLog(t, "allocatable "+p.resource, time.Minute)
+	}
+	t.Logf("devices allocatable after %v", time.Since(start).Round(time.Millisecond))
 
 	const probe = `for d in field annotation; do test -c /dev/berth-cdi-$d && echo "dev-$d"; done; ` +
 		`echo "env field=$BERTH_CDI_FIELD annotation=$BERTH_CDI_ANNOTATION"; exec sleep 3600`
@@ -79,29 +88,42 @@ func testCDI(t *testing.T, e *env) {
 	e.waitLogs(t, "cdi-pod-annotation", "main", false, 30*time.Second, "no-device\n")
 }
 
-// buildDevicePlugin builds the test device plugin in the throwaway
-// module that builds the kubelet (it has k8s.io/kubelet's plugin API).
-func buildDevicePlugin(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = "/usr/local/go/bin/go"
-	}
-	out := filepath.Join(t.TempDir(), "berth-device-plugin")
-	cmd := exec.Command(goBin, "build", "-o", out, "./deviceplugin")
-	cmd.Dir = "build"
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-buildvcs=false")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the device plugin: %v\n%s", err, b)
-	}
-	return out
+// devicePlugin is a running test device plugin and its log.
+type devicePlugin struct {
+	resource string
+	mu       sync.Mutex
+	log      bytes.Buffer
 }
 
-func startDevicePlugin(t *testing.T, bin string, args ...string) {
+func (p *devicePlugin) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.Write(b)
+}
+
+func (p *devicePlugin) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func (p *devicePlugin) waitLog(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
-	var log bytes.Buffer
+	for deadline := time.Now().Add(timeout); !strings.Contains(p.logText(), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("device plugin of %s: no %q after %v; log:\n%s", p.resource, want, timeout, p.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startDevicePlugin starts the plugin with args, the first two of which
+// are --resource NAME.
+func startDevicePlugin(t *testing.T, bin string, args ...string) *devicePlugin {
+	t.Helper()
+	p := &devicePlugin{resource: args[1]}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.Stdout, cmd.Stderr = p, p
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -110,41 +132,10 @@ func startDevicePlugin(t *testing.T, bin string, args ...string) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("device plugin %v log:\n%s", args, log.String())
+			t.Logf("device plugin %v log:\n%s", args, p.logText())
 		}
 	})
-}
-
-// waitDevicesRegistered waits until the kubelet's device manager has
-// the plugins' devices in its checkpoint: a pod admitted before that
-// would be rejected for want of the resource.
-func waitDevicesRegistered(t *testing.T, resources ...string) {
-	t.Helper()
-	path := filepath.Join(varLibKubelet, "device-plugins", "kubelet_internal_checkpoint")
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var cp struct {
-			Data struct {
-				RegisteredDevices map[string][]string
-			}
-		}
-		b, err := os.ReadFile(path)
-		if err == nil && json.Unmarshal(b, &cp) == nil {
-			n := 0
-			for _, r := range resources {
-				if len(cp.Data.RegisteredDevices[r]) > 0 {
-					n++
-				}
-			}
-			if n == len(resources) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the kubelet never registered %v (checkpoint %s: %v %s)", resources, path, err, b)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return p
 }
 
 // specAnnotations are the annotations of the container's OCI spec, as

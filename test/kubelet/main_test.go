@@ -33,6 +33,10 @@ var (
 	kubeletBin string
 	// kubeletVersion is what `kubelet --version` prints.
 	kubeletVersion string
+	// devicePluginBin is the test device plugin (build/deviceplugin),
+	// built before any scenario runs: compiled inside the CDI scenario,
+	// it competed for the 2 CPUs with every other scenario.
+	devicePluginBin string
 )
 
 // TestMain builds berth's binaries once (BERTH_TEST_BIN_DIR names a dir of
@@ -50,5 +54,18 @@ func TestMain(m *testing.M) {
 	}
 	kubeletVersion = strings.TrimSpace(string(out))
 	fmt.Printf("kubelet under test: %s (%s)\n", kubeletVersion, kubeletBin)
+	out, err = exec.Command("build/build.sh", "deviceplugin").Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build the test device plugin: %v\n%s", err, exitStderr(err))
+		os.Exit(1)
+	}
+	devicePluginBin = strings.TrimSpace(string(out))
 	os.Exit(testutil.RunWithBinaries(m, &binDir))
+}
+
+func exitStderr(err error) []byte {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.Stderr
+	}
+	return nil
 }

@@ -5,7 +5,12 @@
 // or as a cdi.k8s.io annotation (the older form), so that the kubelet
 // passes it to the runtime. It registers with the kubelet and serves
 // until SIGTERM; it re-registers when the kubelet removes its socket
-// (a kubelet restart).
+// (a kubelet restart). With --pod-resources it then polls the kubelet's
+// pod-resources API until its device is allocatable (registered and
+// healthy in the device manager) and logs "allocatable": only then does
+// the kubelet admit a pod asking for it. (The device manager's
+// checkpoint file is no such signal: a kubelet restart reloads it with
+// the devices listed but none healthy.)
 package main
 
 import (
@@ -23,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 )
 
 type plugin struct {
@@ -77,6 +83,7 @@ func main() {
 	cdiName := flag.String("cdi", "", "qualified CDI device name returned for every allocation")
 	annotation := flag.String("annotation", "", "return the CDI device under this cdi.k8s.io/ annotation key instead of cdi_devices")
 	socket := flag.String("socket", "", "socket file name in the kubelet's device plugin dir")
+	podResources := flag.String("pod-resources", "", "the kubelet's pod-resources socket: log \"allocatable\" once the device is")
 	flag.Parse()
 	if *resource == "" || *cdiName == "" || *socket == "" {
 		log.Fatal("--resource, --cdi and --socket are required")
@@ -85,7 +92,7 @@ func main() {
 	defer stop()
 	path := filepath.Join(pluginapi.DevicePluginPath, *socket)
 	for ctx.Err() == nil {
-		if err := serve(ctx, path, *resource, &plugin{cdiName: *cdiName, annotation: *annotation, done: make(chan struct{})}); err != nil {
+		if err := serve(ctx, path, *resource, *podResources, &plugin{cdiName: *cdiName, annotation: *annotation, done: make(chan struct{})}); err != nil {
 			log.Printf("serve: %v", err)
 			select {
 			case <-ctx.Done():
@@ -97,7 +104,7 @@ func main() {
 
 // serve listens on path, registers resource with the kubelet and serves
 // until ctx ends or the socket is removed.
-func serve(ctx context.Context, path, resource string, p *plugin) error {
+func serve(ctx context.Context, path, resource, podResources string, p *plugin) error {
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -124,6 +131,12 @@ func serve(ctx context.Context, path, resource string, p *plugin) error {
 		return fmt.Errorf("register %s: %w", resource, err)
 	}
 	log.Printf("registered %s on %s", resource, path)
+	if podResources != "" {
+		if err := waitAllocatable(ctx, podResources, resource); err != nil {
+			return err
+		}
+		log.Printf("allocatable %s", resource)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -134,4 +147,36 @@ func serve(ctx context.Context, path, resource string, p *plugin) error {
 			}
 		}
 	}
+}
+
+// waitAllocatable polls the kubelet's pod-resources API until resource
+// has an allocatable device.
+func waitAllocatable(ctx context.Context, socket, resource string) error {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := podresourcesapi.NewPodResourcesListerClient(conn)
+	var last error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := client.GetAllocatableResources(rctx, &podresourcesapi.AllocatableResourcesRequest{})
+		cancel()
+		if err == nil {
+			for _, d := range resp.GetDevices() {
+				if d.GetResourceName() == resource && len(d.GetDeviceIds()) > 0 {
+					return nil
+				}
+			}
+			err = fmt.Errorf("not among %d allocatable device groups", len(resp.GetDevices()))
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s never allocatable: %w", resource, last)
 }
