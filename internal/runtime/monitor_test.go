@@ -423,6 +423,50 @@ func TestConmonReaped(t *testing.T) {
 	}
 }
 
+// A container whose conmon was killed is reparented to berthd (the
+// subreaper) and, once it exits, reaped: the sweep finds it among the
+// main thread's children, though no one adopted it.
+func TestOrphanedContainerReaped(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.mustCreate("sleep", "100")
+	if err := e.runtime.Start(ctx, c.id); err != nil {
+		t.Fatal(err)
+	}
+	init := c.created.Container.PID
+	if err := unix.Kill(c.created.Conmon.PID, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := readStat(init)
+		if err != nil {
+			t.Fatalf("container init %d gone before it was killed: %v", init, err)
+		}
+		if st.ppid == os.Getpid() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container init %d not reparented to the test (ppid %d)", init, st.ppid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := unix.Kill(init, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		st, err := readStat(init)
+		if err != nil {
+			return // reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphaned container init %d not reaped: state %c", init, st.state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // The cost of one container cycle through conmon, for the record.
 func TestCycleTiming(t *testing.T) {
 	e := newEnv(t)
