@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -60,13 +59,13 @@ func startRegistry(pauseBinary string) (*images, error) {
 	if err != nil {
 		return nil, err
 	}
-	big, err := randomImage(1, 4, 12<<20)
+	big, err := imagebuild.Random(1, 4, 12<<20)
 	if err != nil {
 		return nil, err
 	}
 	push := map[string]v1.Image{im.busybox: busybox, im.pause: pause, im.small: small, im.big: big}
 	for i := range 10 {
-		img, err := randomImage(uint64(100+i), 1, 2<<20)
+		img, err := imagebuild.Random(uint64(100+i), 1, 2<<20)
 		if err != nil {
 			return nil, err
 		}
@@ -100,36 +99,4 @@ func pauseImage(binary string) (v1.Image, error) {
 		return nil, err
 	}
 	return imagebuild.Assemble([]v1.Layer{layer}, v1.Config{Entrypoint: []string{"/pause"}})
-}
-
-// randomImage is busybox plus extra layers of size bytes of incompressible
-// data each, deterministic in seed.
-func randomImage(seed uint64, extra, size int) (v1.Image, error) {
-	base, err := imagebuild.Busybox(imagebuild.Spec{})
-	if err != nil {
-		return nil, err
-	}
-	layers, err := base.Layers()
-	if err != nil {
-		return nil, err
-	}
-	rng := rand.New(rand.NewPCG(seed, seed))
-	for i := range extra {
-		body := make([]byte, size)
-		for j := 0; j+8 <= len(body); j += 8 {
-			v := rng.Uint64()
-			for k := range 8 {
-				body[j+k] = byte(v >> (8 * k))
-			}
-		}
-		l, err := imagebuild.RawLayer([]imagebuild.RawEntry{{
-			Header: &tar.Header{Name: fmt.Sprintf("data/%d", i), Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg, ModTime: imagebuild.Epoch()},
-			Body:   body,
-		}})
-		if err != nil {
-			return nil, err
-		}
-		layers = append(layers, l)
-	}
-	return imagebuild.Assemble(layers, v1.Config{Cmd: []string{"/bin/sh"}, Env: []string{imagebuild.DefaultPath}})
 }

@@ -30,7 +30,7 @@ type testEnv struct {
 	logs *strings.Builder
 }
 
-func newEnv(t *testing.T, registriesConf string, mutate func(*config.Config)) *testEnv {
+func newEnv(t testing.TB, registriesConf string, mutate func(*config.Config)) *testEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("containers/storage needs root")
@@ -78,7 +78,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
