@@ -16,7 +16,7 @@ func BenchmarkPull(b *testing.B) {
 	for _, c := range []struct {
 		name         string
 		layers, size int
-	}{{"small", 0, 0}, {"50MB-5-layers", 4, 12 << 20}} {
+	}{{"small", 0, 0}, {"50mb-5-layers", 4, 12 << 20}} {
 		img, err := imagebuild.Random(1, c.layers, c.size)
 		if err != nil {
 			b.Fatal(err)
