@@ -188,6 +188,11 @@ func (r *cdiRegistry) errors() map[string][]string {
 	out := map[string][]string{}
 	for path, errs := range r.cache.GetErrors() {
 		for _, e := range errs {
+			// The cache lists a spec dir's own errors here too; a
+			// missing dir is normal (it is looked for again).
+			if slices.Contains(r.dirs, path) && errors.Is(e, os.ErrNotExist) {
+				continue
+			}
 			out[path] = append(out[path], e.Error())
 		}
 	}
@@ -199,8 +204,7 @@ func (r *cdiRegistry) errors() map[string][]string {
 		}
 	}
 	for dir, err := range r.cache.GetSpecDirErrors() {
-		// A missing dir is normal (it is watched for its creation).
-		if !errors.Is(err, os.ErrNotExist) {
+		if !errors.Is(err, os.ErrNotExist) && !slices.Contains(out[dir], err.Error()) {
 			out[dir] = append(out[dir], err.Error())
 		}
 	}

@@ -178,6 +178,28 @@ func TestCDISpecAddedLaterIsPickedUp(t *testing.T) {
 	waitFor(t, "new CDI spec", func() bool { return len(f.x.Report().CDI.Devices) == 1 })
 }
 
+// A spec dir that does not exist yet (/etc/cdi on most nodes) is no
+// error in the report, and its specs are found once it is made.
+func TestCDIMissingSpecDirIsNoError(t *testing.T) {
+	f := newFixture(t)
+	if err := os.Remove(f.cdiDir); err != nil {
+		t.Fatal(err)
+	}
+	f.x.Close()
+	cfg := config.Default()
+	cfg.Berth.Runtime.CDISpecDirs = []string{f.cdiDir}
+	f.x = New(func() *config.Config { return cfg }, nil)
+	t.Cleanup(f.x.Close)
+	if rep := f.x.Report().CDI; len(rep.Errors) != 0 {
+		t.Fatalf("errors for a spec dir that does not exist: %v", rep.Errors)
+	}
+	if err := os.MkdirAll(f.cdiDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.cdiDir, "null.yaml"), nullSpec)
+	waitFor(t, "spec in a dir made later", func() bool { return len(f.x.Report().CDI.Devices) == 1 })
+}
+
 func hookJSON(marker string) string {
 	return `{"version": "1.0.0", "hook": {"path": "/bin/sh", "args": ["sh", "-c", "touch ` + marker + `"]},
  "when": {"annotations": {"^io\\.berth\\.test/hook$": "^yes$"}}, "stages": ["prestart"]}`
