@@ -59,13 +59,15 @@ func (g *globals) connect() (*client, error) {
 func dial(endpoint string, debug bool) (*grpc.ClientConn, error) {
 	target := endpoint
 	switch {
-	case strings.HasPrefix(target, "unix://"):
+	case strings.HasPrefix(target, "unix:"): // unix:///abs or unix:relative
 	case strings.HasPrefix(target, "/"):
 		target = "unix://" + target
 	case strings.Contains(target, "://"):
 		return nil, fmt.Errorf("endpoint %q: only unix:// sockets are supported", endpoint)
 	default:
-		target = "unix://" + target
+		// A relative path: gRPC reads "unix://x.sock" as the authority
+		// x.sock, and takes "unix:x.sock" as the path it is.
+		target = "unix:" + target
 	}
 	d := &dialer{}
 	opts := []grpc.DialOption{

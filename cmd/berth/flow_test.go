@@ -165,3 +165,16 @@ func TestEventsStream(t *testing.T) {
 		t.Errorf("event %v %v", ev, err)
 	}
 }
+
+// Every spelling of the endpoint reaches the socket, a path relative to
+// the working directory too (gRPC takes "unix://x.sock" as a host).
+func TestEndpointSpellings(t *testing.T) {
+	_, ep := startFake(t)
+	sock := strings.TrimPrefix(ep, "unix://")
+	t.Chdir(filepath.Dir(sock))
+	for _, e := range []string{ep, sock, "cri.sock", "./cri.sock", "unix:cri.sock"} {
+		if out := berthOK(t, e, "pods", "-q"); out != "" {
+			t.Errorf("endpoint %q: pods %q", e, out)
+		}
+	}
+}
