@@ -26,7 +26,9 @@ type nriSource struct {
 var _ nri.Source = nriSource{}
 
 func (s nriSource) NRIPod(id string) (*nri.Pod, error) {
-	sb, err := s.pods.Get(id)
+	// Plugins describe a pod in its RunPodSandbox hook, before it is
+	// published.
+	sb, err := s.pods.GetUnpublished(id)
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,9 @@ type Service struct {
 	podsStopped map[string]bool
 	ctrsCreated map[string]bool
 	ctrsStopped map[string]bool
+	// podRuns are the RunPodSandbox deliveries underway, closed when
+	// each ends.
+	podRuns map[string]chan struct{}
 }
 
 // New builds the service; nothing runs until Start. With enable_nri off
@@ -99,7 +102,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		src: opts.Source, upd: opts.Updater, cdi: opts.CDI, log: opts.Log, plugins: newPluginTable(), socket: c.Listen,
 		podsRun: map[string]bool{}, podsStopped: map[string]bool{},
-		ctrsCreated: map[string]bool{}, ctrsStopped: map[string]bool{},
+		ctrsCreated: map[string]bool{}, ctrsStopped: map[string]bool{}, podRuns: map[string]chan struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()

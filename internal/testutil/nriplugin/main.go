@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
@@ -62,6 +63,9 @@ type plugin struct {
 	cdi        []string
 	fail       map[string]int // event -> failures left
 	hang       string
+	// release makes RunPodSandbox wait, after it recorded the event,
+	// until this file exists.
+	release string
 	// updateShares makes CreateContainer ask to set the CPU shares of
 	// the other running containers known.
 	updateShares uint64
@@ -157,7 +161,29 @@ func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 
 func (p *plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	p.record(podRecord("RunPodSandbox", pod))
+	if err := awaitFile(ctx, p.release); err != nil {
+		return err
+	}
 	return p.trouble(ctx, "RunPodSandbox")
+}
+
+// awaitFile returns once the file exists ("" is not waited for).
+func awaitFile(ctx context.Context, path string) error {
+	if path == "" {
+		return nil
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (p *plugin) UpdatePodSandbox(_ context.Context, pod *api.PodSandbox, _, _ *api.LinuxResources) error {
@@ -284,6 +310,7 @@ func main() {
 	flag.Var(&fail, "fail", "event to refuse (repeatable)")
 	flag.IntVar(&failTimes, "fail-times", 1, "how many times -fail refuses")
 	flag.StringVar(&p.hang, "hang", "", "event never answered")
+	flag.StringVar(&p.release, "release-run-pod", "", "file RunPodSandbox waits for before it answers")
 	flag.Uint64Var(&p.updateShares, "update-shares", 0, "CPU shares CreateContainer sets on the other running containers")
 	flag.Parse()
 	for _, ev := range fail {
