@@ -66,6 +66,12 @@ type plugin struct {
 	// release makes RunPodSandbox wait, after it recorded the event,
 	// until this file exists.
 	release string
+	// bulkEnv adds this many env vars to every container, to make a
+	// response larger than the transport takes.
+	bulkEnv int
+	// updateMissing makes CreateContainer ask to update a container
+	// that does not exist.
+	updateMissing bool
 	// updateShares makes CreateContainer ask to set the CPU shares of
 	// the other running containers known.
 	updateShares uint64
@@ -237,7 +243,15 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 		v, _ := strconv.Atoi(p.oomScore)
 		adj.SetLinuxOomScoreAdj(&v)
 	}
+	for i := range p.bulkEnv {
+		adj.AddEnv(fmt.Sprintf("NRI_BULK_%d", i), "0123456789abcdef")
+	}
 	var updates []*api.ContainerUpdate
+	if p.updateMissing {
+		u := &api.ContainerUpdate{ContainerId: "no-such-container"}
+		u.SetLinuxCPUShares(512)
+		updates = append(updates, u)
+	}
 	for id := range p.others(c.GetId()) {
 		if p.updateShares != 0 {
 			u := &api.ContainerUpdate{ContainerId: id}
@@ -311,6 +325,8 @@ func main() {
 	flag.IntVar(&failTimes, "fail-times", 1, "how many times -fail refuses")
 	flag.StringVar(&p.hang, "hang", "", "event never answered")
 	flag.StringVar(&p.release, "release-run-pod", "", "file RunPodSandbox waits for before it answers")
+	flag.IntVar(&p.bulkEnv, "bulk-env", 0, "number of env vars added to every container")
+	flag.BoolVar(&p.updateMissing, "update-missing", false, "CreateContainer asks to update a container that does not exist")
 	flag.Uint64Var(&p.updateShares, "update-shares", 0, "CPU shares CreateContainer sets on the other running containers")
 	flag.Parse()
 	for _, ev := range fail {
