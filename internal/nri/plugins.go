@@ -55,6 +55,7 @@ func (t *pluginTable) RecordPluginInvocation(name, op string, err error) {
 		t.log.Error("NRI: a plugin registered with the name and index of one already connected; both get every event",
 			"plugin", name, "connected", e.n)
 	case err != nil && closesPlugin(err):
+		t.log.Error("NRI: plugin disconnected: its request failed", "plugin", name, "event", op, "error", err)
 		if e := t.plugins[name]; e != nil {
 			if e.n--; e.n <= 0 {
 				delete(t.plugins, name)
