@@ -26,7 +26,9 @@ type nriSource struct {
 var _ nri.Source = nriSource{}
 
 func (s nriSource) NRIPod(id string) (*nri.Pod, error) {
-	sb, err := s.pods.Get(id)
+	// Plugins describe a pod in its RunPodSandbox hook, before it is
+	// published.
+	sb, err := s.pods.GetUnpublished(id)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +129,8 @@ func nriState(s runtimeapi.ContainerState) api.ContainerState {
 // CDI devices plugins name are resolved by cdi (the node's extensions).
 func (d *daemon) startNRI(cfg *config.Config, cdi nri.CDIInjector) (*nri.Service, error) {
 	svc, err := nri.New(nri.Options{Config: cfg.Berth.NRI, Name: "berth", Version: Version,
-		Source: nriSource{pods: d.pods, ctrs: d.containers}, Updater: d.containers, CDI: cdi, Log: d.log.With("component", "nri")})
+		Source: nriSource{pods: d.pods, ctrs: d.containers}, Updater: d.containers, CDI: cdi, Log: d.log.With("component", "nri"),
+		RunDir: cfg.Berth.RunDir})
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 // Pods is what lifecycle needs from the pod manager.
 type Pods interface {
 	Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error)
+	Publish(id string) error
 	Get(idOrPrefix string) (*pod.Sandbox, error)
 	UpdateResources(ctx context.Context, idOrPrefix string, overhead, res *runtimeapi.LinuxContainerResources) error
 	Admit(idOrPrefix string) (sb *pod.Sandbox, done func(), err error)

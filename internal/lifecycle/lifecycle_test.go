@@ -35,6 +35,9 @@ func newPods(t *testing.T) (*pod.Manager, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := pods.Publish(id); err != nil {
+		t.Fatal(err)
+	}
 	return pods, id
 }
 

@@ -11,8 +11,10 @@ import (
 // The operations below are the pod manager's or the container manager's
 // alone; lifecycle runs them to tell the NRI plugins at the right point.
 
-// RunPod runs a pod, then tells the plugins. When a plugin fails it, the
-// pod is stopped and removed (nothing is left behind) and the request
+// RunPod runs a pod, tells the plugins, then publishes the pod: until
+// their RunPodSandbox hooks returned it is neither listed nor found nor
+// given containers. When a plugin fails it, the pod is stopped and
+// removed (nothing is left behind, and nothing saw it) and the request
 // fails; the kubelet's retry makes a new pod.
 func (s *Service) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error) {
 	unblock := s.plugins.Block()
@@ -35,6 +37,9 @@ func (s *Service) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		if len(undo) > 0 {
 			err = fmt.Errorf("%w (undo of pod %s: %w)", err, id, errors.Join(undo...))
 		}
+		return "", err
+	}
+	if err := s.pods.Publish(id); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -50,10 +50,30 @@ func (s *Service) PodContainers(podID string) []*Container {
 // RunPodSandbox tells the plugins a pod runs. When one fails it, those
 // that had seen the pod are told it stopped and went away, and the error
 // is returned: the caller removes the pod and fails the request.
+//
+// A retry of the request that made the pod waits for the first delivery
+// to end and reports its outcome: the pod must not be published while
+// the hooks still run.
 func (s *Service) RunPodSandbox(ctx context.Context, podID string) error {
-	if !s.active() || !s.mark(s.podsRun, podID) {
+	if !s.active() {
 		return nil
 	}
+	s.mu.Lock()
+	if s.podsRun[podID] {
+		underway := s.podRuns[podID]
+		s.mu.Unlock()
+		return s.awaitPodRun(ctx, podID, underway)
+	}
+	s.podsRun[podID] = true
+	done := make(chan struct{})
+	s.podRuns[podID] = done
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.podRuns, podID)
+		s.mu.Unlock()
+		close(done)
+	}()
 	pod, err := s.src.NRIPod(podID)
 	if err != nil {
 		s.forget(podID, s.podsRun)
@@ -64,6 +84,22 @@ func (s *Service) RunPodSandbox(ctx context.Context, podID string) error {
 		s.stopPod(ctx, pod)
 		s.RemovePodSandbox(ctx, pod)
 		return fmt.Errorf("NRI: %w", err)
+	}
+	return nil
+}
+
+// awaitPodRun waits for the RunPodSandbox delivery underway (nil: none)
+// of a pod and reports whether the plugins accepted the pod.
+func (s *Service) awaitPodRun(ctx context.Context, podID string, underway <-chan struct{}) error {
+	if underway != nil {
+		select {
+		case <-underway:
+		case <-ctx.Done():
+			return fmt.Errorf("NRI: wait for the plugins' RunPodSandbox of pod %s: %w", podID, ctx.Err())
+		}
+	}
+	if !s.marked(s.podsRun, podID) {
+		return fmt.Errorf("NRI: a plugin failed RunPodSandbox of pod %s", podID)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -68,6 +69,10 @@ type Options struct {
 	// CDI resolves the CDI devices of adjustments; nil refuses them.
 	CDI CDIInjector
 	Log *slog.Logger
+	// RunDir is berthd's run dir: the pre-installed plugins are handed
+	// to the adaptation from a directory made there when nri_plugin_dir
+	// holds files it would refuse (see pluginDir).
+	RunDir string
 }
 
 // Service hosts the plugins of one berthd.
@@ -87,6 +92,9 @@ type Service struct {
 	podsStopped map[string]bool
 	ctrsCreated map[string]bool
 	ctrsStopped map[string]bool
+	// podRuns are the RunPodSandbox deliveries underway, closed when
+	// each ends.
+	podRuns map[string]chan struct{}
 }
 
 // New builds the service; nothing runs until Start. With enable_nri off
@@ -97,19 +105,27 @@ func New(opts Options) (*Service, error) {
 		return nil, nil
 	}
 	s := &Service{
-		src: opts.Source, upd: opts.Updater, cdi: opts.CDI, log: opts.Log, plugins: newPluginTable(), socket: c.Listen,
+		src: opts.Source, upd: opts.Updater, cdi: opts.CDI, log: opts.Log, socket: c.Listen,
 		podsRun: map[string]bool{}, podsStopped: map[string]bool{},
-		ctrsCreated: map[string]bool{}, ctrsStopped: map[string]bool{},
+		ctrsCreated: map[string]bool{}, ctrsStopped: map[string]bool{}, podRuns: map[string]chan struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	s.plugins = newPluginTable(s.log)
+	plugins := c.PluginDir
+	if plugins != "" {
+		var err error
+		if plugins, err = pluginDir(c.PluginDir, filepath.Join(opts.RunDir, "nri-plugins"), s.log); err != nil {
+			return nil, fmt.Errorf("nri: %w", err)
+		}
 	}
 	// The timeouts are the module's process-wide settings; berthd hosts
 	// one adaptation, so setting them here, once, is setting them for it.
 	adaptation.SetPluginRegistrationTimeout(c.RegistrationTimeout.Duration)
 	adaptation.SetPluginRequestTimeout(c.RequestTimeout.Duration)
 	nopts := []adaptation.Option{
-		adaptation.WithPluginPath(c.PluginDir),
+		adaptation.WithPluginPath(plugins),
 		adaptation.WithPluginConfigPath(c.PluginConfigDir),
 		adaptation.WithSocketPath(c.Listen),
 		adaptation.WithMetrics(s.plugins),
@@ -236,6 +252,9 @@ func (s *Service) evict(ctx context.Context, evictions []*api.ContainerEviction)
 type PluginInfo struct {
 	Name        string    `json:"name"`
 	ConnectedAt time.Time `json:"connected_at"`
+	// Connections counts the plugins connected under this name: more
+	// than one is a misconfiguration berth logs but cannot refuse.
+	Connections int `json:"connections"`
 }
 
 // Info is NRI's part of berth info and the info socket's /info.

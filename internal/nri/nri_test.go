@@ -96,10 +96,15 @@ func (p *seenPods) RunPodSandbox(_ context.Context, pod *api.PodSandbox) error {
 
 func newTestService(t *testing.T, src Source) *Service {
 	t.Helper()
+	return newTestServiceWith(t, src, fakeUpdater{})
+}
+
+func newTestServiceWith(t *testing.T, src Source, upd Updater) *Service {
+	t.Helper()
 	c := config.Default().Berth.NRI
 	dir := t.TempDir()
 	c.Listen, c.PluginDir, c.PluginConfigDir = filepath.Join(dir, "nri.sock"), filepath.Join(dir, "plugins"), filepath.Join(dir, "conf.d")
-	s, err := New(Options{Config: c, Name: "berth-test", Version: "0", Source: src, Updater: fakeUpdater{}, Log: slog.New(slog.DiscardHandler)})
+	s, err := New(Options{Config: c, Name: "berth-test", Version: "0", Source: src, Updater: upd, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

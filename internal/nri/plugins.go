@@ -3,6 +3,7 @@ package nri
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -19,23 +20,47 @@ import (
 // adaptation's own count is kept too: a plugin that went away while idle
 // is only noticed (by the adaptation as well) at the next event.
 type pluginTable struct {
+	log     *slog.Logger
 	mu      sync.Mutex
-	plugins map[string]time.Time
+	plugins map[string]*pluginEntry
 	count   int
+}
+
+// pluginEntry is what is known of the plugins of one IDX-NAME: the
+// adaptation lets a second plugin register with a name already in use,
+// and both get events.
+type pluginEntry struct {
+	connectedAt time.Time
+	n           int
 }
 
 var _ adaptation.Metrics = (*pluginTable)(nil)
 
-func newPluginTable() *pluginTable { return &pluginTable{plugins: map[string]time.Time{}} }
+func newPluginTable(log *slog.Logger) *pluginTable {
+	return &pluginTable{log: log, plugins: map[string]*pluginEntry{}}
+}
 
 func (t *pluginTable) RecordPluginInvocation(name, op string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
 	case err == nil && op == "Synchronize":
-		t.plugins[name] = time.Now()
+		e := t.plugins[name]
+		if e == nil {
+			t.plugins[name] = &pluginEntry{connectedAt: time.Now(), n: 1}
+			return
+		}
+		// The adaptation has no say on names; berth can only tell.
+		e.n++
+		t.log.Error("NRI: a plugin registered with the name and index of one already connected; both get every event",
+			"plugin", name, "connected", e.n)
 	case err != nil && closesPlugin(err):
-		delete(t.plugins, name)
+		t.log.Error("NRI: plugin disconnected: its request failed", "plugin", name, "event", op, "error", err)
+		if e := t.plugins[name]; e != nil {
+			if e.n--; e.n <= 0 {
+				delete(t.plugins, name)
+			}
+		}
 	}
 }
 
@@ -71,8 +96,8 @@ func (t *pluginTable) list() ([]PluginInfo, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]PluginInfo, 0, len(t.plugins))
-	for name, at := range t.plugins {
-		out = append(out, PluginInfo{Name: name, ConnectedAt: at})
+	for name, e := range t.plugins {
+		out = append(out, PluginInfo{Name: name, ConnectedAt: e.connectedAt, Connections: e.n})
 	}
 	slices.SortFunc(out, func(a, b PluginInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, t.count

@@ -27,7 +27,7 @@ func (m *Manager) Admit(idOrPrefix string) (sb *Sandbox, done func(), err error)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
-	case e.removed:
+	case e.removed, e.unpublished:
 		return nil, nil, fmt.Errorf("pod sandbox %q: %w", idOrPrefix, errdefs.ErrNotFound)
 	case e.sealed:
 		return nil, nil, fmt.Errorf("pod sandbox %s is being stopped: %w", id, errdefs.ErrFailedPrecondition)

@@ -319,6 +319,9 @@ func (e *env) run(name string) string {
 	if err != nil {
 		e.t.Fatalf("run %s: %v", name, err)
 	}
+	if err := e.m.Publish(id); err != nil {
+		e.t.Fatal(err)
+	}
 	return id
 }
 

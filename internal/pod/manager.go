@@ -75,6 +75,11 @@ type entry struct {
 	sealed   bool
 	admitted int
 	drained  chan struct{}
+	// unpublished (under Manager.mu) hides a pod that Run made from
+	// List, Get, Admit and events until Publish: the caller's hooks (NRI
+	// RunPodSandbox) must complete before anyone sees or uses the pod.
+	// Only in memory: a pod loaded at start is published.
+	unpublished bool
 }
 
 func newEntry(rec *record, st status) *entry {
@@ -220,8 +225,11 @@ func (m *Manager) emit(e *entry, types ...runtimeapi.ContainerEventType) {
 		return
 	}
 	m.mu.Lock()
-	sb := snapshot(e)
+	sb, hidden := snapshot(e), e.unpublished
 	m.mu.Unlock()
+	if hidden {
+		return
+	}
 	for _, t := range types {
 		m.events.Publish(runtime.Event{PodID: sb.ID, ContainerEventResponse: &runtimeapi.ContainerEventResponse{
 			ContainerId: sb.ID, ContainerEventType: t, CreatedAt: time.Now().UnixNano(), PodSandboxStatus: sb.CRIStatus(),
@@ -270,8 +278,24 @@ func (m *Manager) lookup(idOrPrefix string) (string, *entry, error) {
 	return found, m.pods[found], nil
 }
 
-// Get returns a snapshot of the pod with this id or unique id prefix.
+// Get returns a snapshot of the published pod with this id or unique id
+// prefix.
 func (m *Manager) Get(idOrPrefix string) (*Sandbox, error) {
+	_, e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.unpublished {
+		return nil, fmt.Errorf("pod sandbox %q: %w", idOrPrefix, errdefs.ErrNotFound)
+	}
+	return snapshot(e), nil
+}
+
+// GetUnpublished is Get that also finds a pod Run made and Publish has
+// not published yet: the hooks that run in between describe it.
+func (m *Manager) GetUnpublished(idOrPrefix string) (*Sandbox, error) {
 	_, e, err := m.lookup(idOrPrefix)
 	if err != nil {
 		return nil, err
@@ -281,11 +305,32 @@ func (m *Manager) Get(idOrPrefix string) (*Sandbox, error) {
 	return snapshot(e), nil
 }
 
+// Publish makes a pod Run made visible (List, Get) and usable (Admit),
+// and announces it to event subscribers. Publishing a published pod does
+// nothing.
+func (m *Manager) Publish(id string) error {
+	_, e, err := m.lookup(id)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	was := e.unpublished
+	e.unpublished = false
+	m.mu.Unlock()
+	if was {
+		m.emit(e, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	}
+	return nil
+}
+
 // List returns snapshots of the pods matching f, oldest first.
 func (m *Manager) List(f Filter) []*Sandbox {
 	m.mu.Lock()
 	out := make([]*Sandbox, 0, len(m.pods))
 	for id, e := range m.pods {
+		if e.unpublished {
+			continue
+		}
 		if f.ID != "" && !strings.HasPrefix(id, f.ID) {
 			continue
 		}

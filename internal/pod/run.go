@@ -34,7 +34,8 @@ func (m *Manager) unwind(ctx context.Context, id string, u undoStack) {
 	}
 }
 
-// Run creates a pod and returns its id. A request whose metadata
+// Run creates a pod and returns its id; the pod stays hidden until
+// Publish. A request whose metadata
 // (name, namespace, uid, attempt) matches an existing or in-flight pod
 // returns that pod's id: the kubelet retries a RunPodSandbox that timed
 // out, and the work done meanwhile must be its answer.
@@ -216,10 +217,10 @@ func (m *Manager) create(ctx context.Context, rec *record) (id string, err error
 		return "", err
 	}
 	e := newEntry(rec, st)
+	e.unpublished = true
 	m.mu.Lock()
 	m.pods[id] = e
 	m.mu.Unlock()
-	m.emit(e, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	m.log.Info("pod sandbox ready", "id", id, "name", rec.Metadata.Name, "namespace", rec.Metadata.Namespace,
 		"ips", st.IPs, "took", time.Since(start), "pin_took", pinTook)
 	return id, nil

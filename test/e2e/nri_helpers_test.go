@@ -30,6 +30,13 @@ type nriEnv struct {
 // 10-logger (when preArgs is not nil) logging to dir/pre.log.
 func startNRIEnv(t *testing.T, dropIn string, preArgs []string) *nriEnv {
 	t.Helper()
+	return startNRIEnvWith(t, dropIn, preArgs, nil)
+}
+
+// startNRIEnvWith is startNRIEnv with more executable files in
+// nri_plugin_dir (name -> content).
+func startNRIEnvWith(t *testing.T, dropIn string, preArgs []string, pluginFiles map[string]string) *nriEnv {
+	t.Helper()
 	plugin := testutil.BuildNRIPlugin(t)
 	dir := t.TempDir()
 	pluginDir := filepath.Join(dir, "plugins")
@@ -43,6 +50,11 @@ func startNRIEnv(t *testing.T, dropIn string, preArgs []string) *nriEnv {
 		}
 		script := fmt.Sprintf("#!/bin/sh\nexec %s -log %s %s\n", plugin, filepath.Join(dir, "pre.log"), strings.Join(quoted, " "))
 		if err := os.WriteFile(filepath.Join(pluginDir, "10-logger"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range pluginFiles {
+		if err := os.WriteFile(filepath.Join(pluginDir, name), []byte(content), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
@@ -62,6 +63,15 @@ type plugin struct {
 	cdi        []string
 	fail       map[string]int // event -> failures left
 	hang       string
+	// release makes RunPodSandbox wait, after it recorded the event,
+	// until this file exists.
+	release string
+	// bulkEnv adds this many env vars to every container, to make a
+	// response larger than the transport takes.
+	bulkEnv int
+	// updateMissing makes CreateContainer ask to update a container
+	// that does not exist.
+	updateMissing bool
 	// updateShares makes CreateContainer ask to set the CPU shares of
 	// the other running containers known.
 	updateShares uint64
@@ -157,7 +167,29 @@ func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 
 func (p *plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	p.record(podRecord("RunPodSandbox", pod))
+	if err := awaitFile(ctx, p.release); err != nil {
+		return err
+	}
 	return p.trouble(ctx, "RunPodSandbox")
+}
+
+// awaitFile returns once the file exists ("" is not waited for).
+func awaitFile(ctx context.Context, path string) error {
+	if path == "" {
+		return nil
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (p *plugin) UpdatePodSandbox(_ context.Context, pod *api.PodSandbox, _, _ *api.LinuxResources) error {
@@ -211,7 +243,15 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 		v, _ := strconv.Atoi(p.oomScore)
 		adj.SetLinuxOomScoreAdj(&v)
 	}
+	for i := range p.bulkEnv {
+		adj.AddEnv(fmt.Sprintf("NRI_BULK_%d", i), "0123456789abcdef")
+	}
 	var updates []*api.ContainerUpdate
+	if p.updateMissing {
+		u := &api.ContainerUpdate{ContainerId: "no-such-container"}
+		u.SetLinuxCPUShares(512)
+		updates = append(updates, u)
+	}
 	for id := range p.others(c.GetId()) {
 		if p.updateShares != 0 {
 			u := &api.ContainerUpdate{ContainerId: id}
@@ -284,6 +324,9 @@ func main() {
 	flag.Var(&fail, "fail", "event to refuse (repeatable)")
 	flag.IntVar(&failTimes, "fail-times", 1, "how many times -fail refuses")
 	flag.StringVar(&p.hang, "hang", "", "event never answered")
+	flag.StringVar(&p.release, "release-run-pod", "", "file RunPodSandbox waits for before it answers")
+	flag.IntVar(&p.bulkEnv, "bulk-env", 0, "number of env vars added to every container")
+	flag.BoolVar(&p.updateMissing, "update-missing", false, "CreateContainer asks to update a container that does not exist")
 	flag.Uint64Var(&p.updateShares, "update-shares", 0, "CPU shares CreateContainer sets on the other running containers")
 	flag.Parse()
 	for _, ev := range fail {
