@@ -114,7 +114,9 @@ func runCommand(g *globals) *cobra.Command {
 		Short: "Run a new container in a new pod sandbox",
 		Long: `Run a pod sandbox from POD-CONFIG, pull the image if it is missing, create
 a container from CONTAINER-CONFIG in it and start it, as crictl run does, and
-print the container's ID. If a step fails, the pod made for it is removed.`,
+print the container's ID. If a step fails, the pod made for it is removed
+(a pod that already ran with the same metadata, which the runtime answers
+with, is left alone).`,
 		Example: `  berth run ctr.yaml pod.yaml
   berth run --runtime runc --no-pull ctr.json pod.json`,
 		Args: cobra.ExactArgs(2),
@@ -124,12 +126,21 @@ print the container's ID. If a step fails, the pod made for it is removed.`,
 				return err
 			}
 			return g.withClient(func(c *client) error {
+				// RunPodSandbox answers a ready pod of the same metadata
+				// with that pod: such a pod is not run's to remove.
+				before, err := c.podIDs()
+				if err != nil {
+					return err
+				}
 				podID, err := c.runPod(podCfg, handler)
 				if err != nil {
 					return err
 				}
 				id, err := c.createAndStart(cmd.Context(), podID, ctrCfg, podCfg, p)
 				if err != nil {
+					if before[podID] {
+						return fmt.Errorf("%w (pod sandbox %s existed before and is left as it was)", err, podID)
+					}
 					if cerr := c.removePod(podID); cerr != nil {
 						return errors.Join(err, cerr)
 					}
@@ -143,6 +154,19 @@ print the container's ID. If a step fails, the pod made for it is removed.`,
 	p.register(cmd, false)
 	cmd.Flags().StringVar(&handler, "runtime", "", "runtime handler (empty: the runtime's default)")
 	return cmd
+}
+
+// podIDs are the ids of every pod sandbox there is.
+func (c *client) podIDs() (map[string]bool, error) {
+	resp, err := call(c, "list pod sandboxes", c.runtime.ListPodSandbox, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]bool, len(resp.GetItems()))
+	for _, p := range resp.GetItems() {
+		ids[p.GetId()] = true
+	}
+	return ids, nil
 }
 
 // removePod stops and removes the pod run made, under one deadline.

@@ -118,3 +118,28 @@ func TestCLIContainerImageRefNamesItsRepository(t *testing.T) {
 	}
 	cli(t, d, "rmp", "-f", pod)
 }
+
+// `berth run` whose container step fails removes the pod it made, but
+// never a pod that was already running: RunPodSandbox answers a ready
+// pod of the same metadata with that pod's id.
+func TestCLIRunLeavesAnExistingPod(t *testing.T) {
+	d, podFile, _, _ := cliContainerSetup(t, "sleep 1000")
+	dir := t.TempDir()
+	missing := cliWrite(t, dir, "missing.yaml", cliCtrYAML("missing", "localhost/berth/no-such-image:1", "true"))
+
+	pod := strings.TrimSpace(cli(t, d, "runp", podFile))
+	errOut := cliFail(t, d, "not found", "run", "--no-pull", missing, podFile)
+	if !strings.Contains(errOut, "existed before") {
+		t.Errorf("run's error does not say the pod was left: %q", errOut)
+	}
+	if ids := cliIDs(t, cli(t, d, "pods", "-q")); len(ids) != 1 || ids[0] != pod {
+		t.Fatalf("pods after a failed run in an existing pod: %v, want %s still there", ids, pod)
+	}
+	cli(t, d, "rmp", "-f", pod)
+
+	// With no pod before, the failed run cleans up the one it made.
+	cliFail(t, d, "not found", "run", "--no-pull", missing, podFile)
+	if out := strings.TrimSpace(cli(t, d, "pods", "-q")); out != "" {
+		t.Fatalf("pods after a failed run: %q, want none", out)
+	}
+}
