@@ -146,10 +146,16 @@ func children(pid int) []int {
 		if err != nil {
 			continue
 		}
-		for _, f := range strings.Fields(string(data)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
+		out = pidList(data, out)
+	}
+	return out
+}
+
+// pidList appends the pids of a /proc children file to out.
+func pidList(data []byte, out []int) []int {
+	for _, f := range strings.Fields(string(data)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
 		}
 	}
 	return out

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -152,13 +151,7 @@ func reparented() []int {
 	if err != nil {
 		return nil
 	}
-	var out []int
-	for _, f := range strings.Fields(string(data)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			out = append(out, c)
-		}
-	}
-	return out
+	return pidList(data, nil)
 }
 
 // exitStatus turns a wait status into a shell-style exit code.
