@@ -281,27 +281,25 @@ func (m *Manager) lookup(idOrPrefix string) (string, *entry, error) {
 // Get returns a snapshot of the published pod with this id or unique id
 // prefix.
 func (m *Manager) Get(idOrPrefix string) (*Sandbox, error) {
-	_, e, err := m.lookup(idOrPrefix)
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e.unpublished {
-		return nil, fmt.Errorf("pod sandbox %q: %w", idOrPrefix, errdefs.ErrNotFound)
-	}
-	return snapshot(e), nil
+	return m.get(idOrPrefix, false)
 }
 
 // GetUnpublished is Get that also finds a pod Run made and Publish has
 // not published yet: the hooks that run in between describe it.
 func (m *Manager) GetUnpublished(idOrPrefix string) (*Sandbox, error) {
+	return m.get(idOrPrefix, true)
+}
+
+func (m *Manager) get(idOrPrefix string, unpublished bool) (*Sandbox, error) {
 	_, e, err := m.lookup(idOrPrefix)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if e.unpublished && !unpublished {
+		return nil, fmt.Errorf("pod sandbox %q: %w", idOrPrefix, errdefs.ErrNotFound)
+	}
 	return snapshot(e), nil
 }
 
