@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds, once, what make e2e-node needs from the k8s.io/kubernetes version
+# required in go.mod here, into ${BERTH_CACHE:-$HOME/.cache/berth}, and
+# prints the path of the directory holding them:
+#   e2e_node.test  the node e2e suite (go test -c of test/e2e_node)
+#   ginkgo         the ginkgo CLI, which runs the suite on parallel processes
+#   agnhost        the agnhost test image's program, static (CGO_ENABLED=0)
+#   nnp            the nonewprivs test image's program, static
+#   kubelet        the kubelet of the same release (the suite's --k8s-bin-dir)
+# Reruns find the cached files and skip their builds. A cold build compiles
+# ~2800 packages: tens of minutes on 2 cores (see docs/conformance.md).
+set -euo pipefail
+cd "$(dirname "$0")"
+version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' go.mod)
+cache=${BERTH_CACHE:-$HOME/.cache/berth}
+out=$cache/e2e-node-$version
+mkdir -p "$out"
+minor=${version#v1.}
+minor=${minor%%.*}
+pkg=k8s.io/component-base/version
+ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+export GOFLAGS=-buildvcs=false GOWORK=off
+
+# build NAME CMD...: runs CMD (which writes $out/NAME.tmp) unless NAME exists.
+build() {
+	local name=$1
+	shift
+	[ -x "$out/$name" ] && return 0
+	local start
+	start=$(date +%s)
+	echo "building $name $version from k8s.io/kubernetes..." >&2
+	"$@"
+	mv "$out/$name.tmp" "$out/$name"
+	echo "$name $version built in $(($(date +%s) - start))s" >&2
+}
+
+build e2e_node.test go test -c -trimpath -ldflags "$ldflags" -o "$out/e2e_node.test.tmp" k8s.io/kubernetes/test/e2e_node
+build ginkgo go build -trimpath -o "$out/ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo
+build agnhost env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/agnhost.tmp" k8s.io/kubernetes/test/images/agnhost
+build nnp env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/nnp.tmp" k8s.io/kubernetes/test/images/nonewprivs
+# The kubelet e2e builds the same kubelet into the cache: reuse it.
+if [ ! -x "$out/kubelet" ]; then
+	kubelet=$(../../kubelet/build/build.sh)
+	ln -sf "$kubelet" "$out/kubelet"
+fi
+echo "$out"

@@ -1,0 +1,179 @@
+//go:build e2enode
+
+package e2enode
+
+import (
+	"archive/tar"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/berth-cri/berth/internal/imagebuild"
+)
+
+// testImage is one image of the suite, built offline. Name is the public
+// name the specs use (test/utils/image/manifest.go of v1.37.2, or
+// test/e2e_node/image_list.go); registries.conf sends its registry to
+// the run's own registry on 127.0.0.1, where it is pushed as Repo.
+type testImage struct {
+	Name string
+	img  v1.Image
+}
+
+// Repo is the path the image is pushed under in the local registry: the
+// public name with its registry host as the first path element, which is
+// what registriesConf's rewrites map each public registry to.
+func (i testImage) Repo() string { return i.Name }
+
+// unbuildable are images the suite names that are not built here, each
+// with why; specs using them fail or skip (docs/conformance.md).
+var unbuildable = map[string]string{
+	"registry.k8s.io/e2e-test-images/busybox@sha256:a9155b13325b2abef48e71de77bb8ac015412a566829f621d06bfae5c699b1b9": "pinned by digest: no offline build has that digest",
+	"registry.k8s.io/e2e-test-images/nginx:1.27.0-2":                                                                  "nginx: not built (Debian's nginx and its libraries unpacked into layers is future work)",
+	"registry.k8s.io/e2e-test-images/nginx:1.28.0-2":                                                                  "nginx: as above",
+	"registry.k8s.io/e2e-test-images/perl:5.26":                                                                       "perl: not built (Debian's perl is not unpacked into layers)",
+	"registry.k8s.io/e2e-test-images/ipc-utils:1.4":                                                                   "ipcmk (util-linux) is not in busybox",
+	"gcr.io/cadvisor/cadvisor:v0.47.2":                                                                                "cadvisor image: a separate project, only for [Serial] resource tracking",
+	"registry.k8s.io/e2e-test-images/node-perf/npb-ep:1.6.0":                                                          "benchmark images: only for [Serial] node-perf specs",
+	"registry.k8s.io/etcd:3.7.0-0":                                                                                    "only for [Serial]/[Slow] specs",
+	"gcr.io/k8s-authenticated-test/agnhost:2.6":                                                                       "a private-registry image; left out on purpose so that pulls without credentials fail as the specs expect",
+}
+
+// e2eImages builds the images. bins is build.sh's output directory
+// (agnhost, nnp); pauseBin is berth-pause.
+func e2eImages(bins, pauseBin string) ([]testImage, error) {
+	applets, err := appletLinks()
+	if err != nil {
+		return nil, err
+	}
+	busybox := func(spec imagebuild.Spec, extra ...v1.Layer) (v1.Image, error) {
+		img, err := imagebuild.Busybox(spec)
+		if err != nil {
+			return nil, err
+		}
+		return appendLayers(img, append([]v1.Layer{applets}, extra...)...)
+	}
+	agnhostLayer, err := binaryLayer(filepath.Join(bins, "agnhost"), "agnhost", 0o755,
+		// as in agnhost's Dockerfile: the agnhost-2 link, /uploads and a
+		// user and group defined in the image (supplementalGroupsPolicy specs).
+		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "agnhost-2", Linkname: "agnhost", Mode: 0o777}, nil},
+		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "uploads/", Mode: 0o755}, nil},
+		tarEntry{fileHeader("etc/passwd", agnhostPasswd, 0o644), []byte(agnhostPasswd)},
+		tarEntry{fileHeader("etc/group", agnhostGroup, 0o644), []byte(agnhostGroup)},
+	)
+	if err != nil {
+		return nil, err
+	}
+	nnpLayer, err := binaryLayer(filepath.Join(bins, "nnp"), "usr/local/bin/nnp", 0o4755)
+	if err != nil {
+		return nil, err
+	}
+	pauseLayer, err := binaryLayer(pauseBin, "pause", 0o755)
+	if err != nil {
+		return nil, err
+	}
+	const e2eReg = "registry.k8s.io/e2e-test-images/"
+	specs := []struct {
+		name  string
+		spec  imagebuild.Spec
+		extra []v1.Layer
+	}{
+		{e2eReg + "busybox:1.37.0-2", imagebuild.Spec{Cmd: []string{"sh"}}, nil},
+		// the busybox of test/e2e_node/util.go's pod helpers
+		{e2eReg + "busybox:1.37.0-1", imagebuild.Spec{Cmd: []string{"sh"}}, nil},
+		{"docker.io/library/busybox:1.29-2", imagebuild.Spec{Cmd: []string{"sh"}}, nil},
+		{"docker.io/library/busybox:latest", imagebuild.Spec{Cmd: []string{"sh"}}, nil},
+		{e2eReg + "agnhost:2.66.1", imagebuild.Spec{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
+			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
+		{e2eReg + "agnhost:2.55", imagebuild.Spec{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
+			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
+		{e2eReg + "nonewprivs:1.4", imagebuild.Spec{Cmd: []string{"nnp"}}, []v1.Layer{nnpLayer}},
+		{e2eReg + "nonroot:1.5", imagebuild.Spec{User: "1234"}, nil},
+		{"registry.k8s.io/pause:3.10.2", imagebuild.Spec{Entrypoint: []string{"/pause"}}, []v1.Layer{pauseLayer}},
+	}
+	var out []testImage
+	for _, s := range specs {
+		img, err := busybox(s.spec, s.extra...)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", s.name, err)
+		}
+		out = append(out, testImage{Name: s.name, img: img})
+	}
+	return out, nil
+}
+
+const agnhostPasswd = "root:x:0:0:root:/root:/bin/sh\n" +
+	"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n" +
+	"user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n"
+
+const agnhostGroup = "root:x:0:\nnogroup:x:65534:\n" +
+	"user-defined-in-image:x:1000:\n" +
+	"group-defined-in-image:x:50000:user-defined-in-image\n"
+
+// tarEntry is one entry of a layer.
+type tarEntry struct {
+	h    *tar.Header
+	body []byte
+}
+
+func fileHeader(name, body string, mode int64) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(body))}
+}
+
+// binaryLayer is a layer holding the file src at dst with mode, then more.
+func binaryLayer(src, dst string, mode int64, more ...tarEntry) (v1.Layer, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return nil, fmt.Errorf("read %s (built by test/e2enode/build/build.sh): %w", src, err)
+	}
+	entries := []imagebuild.RawEntry{}
+	if dir := filepath.Dir(dst); dir != "." {
+		for _, d := range parents(dir) {
+			entries = append(entries, imagebuild.RawEntry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755}})
+		}
+	}
+	entries = append(entries, imagebuild.RawEntry{Header: &tar.Header{Typeflag: tar.TypeReg, Name: dst, Mode: mode, Size: int64(len(b))}, Body: b})
+	for _, e := range more {
+		entries = append(entries, imagebuild.RawEntry{Header: e.h, Body: e.body})
+	}
+	return imagebuild.RawLayer(entries)
+}
+
+// parents returns "a", "a/b", "a/b/c" for "a/b/c".
+func parents(dir string) []string {
+	var out []string
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		out = append(out, strings.Join(parts[:i+1], "/"))
+	}
+	return out
+}
+
+// appletLinks links every applet of the host's busybox into /bin (the
+// base layer links only a common subset): the suite's commands assume a
+// full busybox, as in the upstream busybox image.
+func appletLinks() (v1.Layer, error) {
+	out, err := exec.Command(imagebuild.HostBusybox, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --list: %w", imagebuild.HostBusybox, err)
+	}
+	var entries []imagebuild.RawEntry
+	for _, a := range strings.Fields(string(out)) {
+		if a == "busybox" {
+			continue
+		}
+		entries = append(entries, imagebuild.RawEntry{Header: &tar.Header{
+			Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}})
+	}
+	return imagebuild.RawLayer(entries)
+}
+
+// appendLayers puts layers on top of img.
+func appendLayers(img v1.Image, layers ...v1.Layer) (v1.Image, error) {
+	return mutate.AppendLayers(img, layers...)
+}
