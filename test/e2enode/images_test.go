@@ -34,14 +34,12 @@ func (i testImage) Repo() string { return i.Name }
 // with why; specs using them fail or skip (docs/conformance.md).
 var unbuildable = map[string]string{
 	"registry.k8s.io/e2e-test-images/busybox@sha256:a9155b13325b2abef48e71de77bb8ac015412a566829f621d06bfae5c699b1b9": "pinned by digest: no offline build has that digest",
-	"registry.k8s.io/e2e-test-images/nginx:1.27.0-2":                                                                  "nginx: not built (Debian's nginx and its libraries unpacked into layers is future work)",
-	"registry.k8s.io/e2e-test-images/nginx:1.28.0-2":                                                                  "nginx: as above",
-	"registry.k8s.io/e2e-test-images/perl:5.26":                                                                       "perl: not built (Debian's perl is not unpacked into layers)",
-	"registry.k8s.io/e2e-test-images/ipc-utils:1.4":                                                                   "ipcmk (util-linux) is not in busybox",
-	"gcr.io/cadvisor/cadvisor:v0.47.2":                                                                                "cadvisor image: a separate project, only for [Serial] resource tracking",
-	"registry.k8s.io/e2e-test-images/node-perf/npb-ep:1.6.0":                                                          "benchmark images: only for [Serial] node-perf specs",
-	"registry.k8s.io/etcd:3.7.0-0":                                                                                    "only for [Serial]/[Slow] specs",
-	"gcr.io/k8s-authenticated-test/agnhost:2.6":                                                                       "a private-registry image; left out on purpose so that pulls without credentials fail as the specs expect",
+	"registry.k8s.io/e2e-test-images/perl:5.26":              "perl: not built (Debian's perl is not unpacked into layers)",
+	"registry.k8s.io/e2e-test-images/ipc-utils:1.4":          "ipcmk (util-linux) is not in busybox",
+	"gcr.io/cadvisor/cadvisor:v0.47.2":                       "cadvisor image: a separate project, only for [Serial] resource tracking",
+	"registry.k8s.io/e2e-test-images/node-perf/npb-ep:1.6.0": "benchmark images: only for [Serial] node-perf specs",
+	"registry.k8s.io/etcd:3.7.0-0":                           "only for [Serial]/[Slow] specs",
+	"gcr.io/k8s-authenticated-test/agnhost:2.6":              "a private-registry image; left out on purpose so that pulls without credentials fail as the specs expect",
 }
 
 // e2eImages builds the images. bins is build.sh's output directory
@@ -77,6 +75,18 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 	if err != nil {
 		return nil, err
 	}
+	nginxRoot, err := dirLayer(filepath.Join(bins, "nginx-root"))
+	if err != nil {
+		return nil, err
+	}
+	nginxConf, err := imagebuild.RawLayer([]imagebuild.RawEntry{
+		{Header: fileHeader("etc/nginx/nginx.conf", nginxConf, 0o644), Body: []byte(nginxConf)},
+		{Header: &tar.Header{Typeflag: tar.TypeDir, Name: "run/", Mode: 0o755}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	nginx := imagebuild.Spec{Cmd: []string{"nginx", "-g", "daemon off;"}, ExposedPorts: []string{"80"}}
 	const e2eReg = "registry.k8s.io/e2e-test-images/"
 	specs := []struct {
 		name  string
@@ -92,6 +102,8 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
 		{e2eReg + "agnhost:2.55", imagebuild.Spec{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
 			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
+		{e2eReg + "nginx:1.27.0-2", nginx, []v1.Layer{nginxRoot, nginxConf}},
+		{e2eReg + "nginx:1.28.0-2", nginx, []v1.Layer{nginxRoot, nginxConf}},
 		{e2eReg + "nonewprivs:1.4", imagebuild.Spec{Cmd: []string{"nnp"}}, []v1.Layer{nnpLayer}},
 		{e2eReg + "nonroot:1.5", imagebuild.Spec{User: "1234"}, nil},
 		{"registry.k8s.io/pause:3.10.2", imagebuild.Spec{Entrypoint: []string{"/pause"}}, []v1.Layer{pauseLayer}},
@@ -106,6 +118,25 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 	}
 	return out, nil
 }
+
+// nginxConf serves /usr/share/nginx/html on port 80 and writes its pid
+// to /var/run/nginx.pid, as the upstream nginx image does (a host-PID
+// spec reads it); logs go to the container's stdout and stderr.
+const nginxConf = `user nobody nogroup;
+worker_processes 1;
+pid /var/run/nginx.pid;
+error_log /dev/stderr notice;
+events { worker_connections 256; }
+http {
+	include /etc/nginx/mime.types;
+	access_log /dev/stdout;
+	server {
+		listen 80 default_server;
+		root /usr/share/nginx/html;
+		index index.html;
+	}
+}
+`
 
 const agnhostPasswd = "root:x:0:0:root:/root:/bin/sh\n" +
 	"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n" +
@@ -140,6 +171,48 @@ func binaryLayer(src, dst string, mode int64, more ...tarEntry) (v1.Layer, error
 	entries = append(entries, imagebuild.RawEntry{Header: &tar.Header{Typeflag: tar.TypeReg, Name: dst, Mode: mode, Size: int64(len(b))}, Body: b})
 	for _, e := range more {
 		entries = append(entries, imagebuild.RawEntry{Header: e.h, Body: e.body})
+	}
+	return imagebuild.RawLayer(entries)
+}
+
+// dirLayer is a layer of the tree below root (files, directories and
+// symlinks as they are, owned by root), e.g. unpacked .debs.
+func dirLayer(root string) (v1.Layer, error) {
+	var entries []imagebuild.RawEntry
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if d.Type()&os.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		h, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		h.Name, h.Uid, h.Gid, h.Uname, h.Gname = rel, 0, 0, "", ""
+		var body []byte
+		switch {
+		case d.IsDir():
+			h.Name += "/"
+		case d.Type().IsRegular():
+			if body, err = os.ReadFile(p); err != nil {
+				return err
+			}
+		}
+		entries = append(entries, imagebuild.RawEntry{Header: h, Body: body})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("layer of %s (built by test/e2enode/build/build.sh): %w", root, err)
 	}
 	return imagebuild.RawLayer(entries)
 }

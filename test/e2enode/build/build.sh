@@ -6,6 +6,8 @@
 #   ginkgo         the ginkgo CLI, which runs the suite on parallel processes
 #   agnhost        the agnhost test image's program, static (CGO_ENABLED=0)
 #   nnp            the nonewprivs test image's program, static
+#   nginx-root     Debian's nginx with its libraries, unpacked from the
+#                  .debs apt downloads (the nginx test image's files)
 #   kubelet        the kubelet of the same release (the suite's --k8s-bin-dir)
 # Reruns find the cached files and skip their builds. A cold build compiles
 # ~2800 packages: tens of minutes on 2 cores (see docs/conformance.md).
@@ -38,6 +40,14 @@ build e2e_node.test go test -c -trimpath -ldflags "$ldflags" -o "$out/e2e_node.t
 build ginkgo go build -trimpath -o "$out/ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo
 build agnhost env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/agnhost.tmp" k8s.io/kubernetes/test/images/agnhost
 build nnp env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/nnp.tmp" k8s.io/kubernetes/test/images/nonewprivs
+if [ ! -d "$out/nginx-root" ]; then
+	debs=$(mktemp -d)
+	(cd "$debs" && apt-get download nginx nginx-common libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g >&2)
+	mkdir -p "$out/nginx-root.tmp"
+	for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$out/nginx-root.tmp"; done
+	rm -rf "$debs" "$out/nginx-root.tmp/usr/share/doc" "$out/nginx-root.tmp/usr/share/man" "$out/nginx-root.tmp/usr/share/lintian"
+	mv "$out/nginx-root.tmp" "$out/nginx-root"
+fi
 # The kubelet e2e builds the same kubelet into the cache: reuse it.
 if [ ! -x "$out/kubelet" ]; then
 	kubelet=$(../../kubelet/build/build.sh)
