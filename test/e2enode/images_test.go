@@ -82,7 +82,17 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 	nginxConf, err := imagebuild.RawLayer([]imagebuild.RawEntry{
 		{Header: fileHeader("etc/nginx/nginx.conf", nginxConf, 0o644), Body: []byte(nginxConf)},
 		{Header: &tar.Header{Typeflag: tar.TypeDir, Name: "run/", Mode: 0o755}},
+		{Header: &tar.Header{Typeflag: tar.TypeSymlink, Name: "var/run", Linkname: "/run", Mode: 0o777}},
 	})
+	if err != nil {
+		return nil, err
+	}
+	hostnameRoot, err := dirLayer(filepath.Join(bins, "hostname-root"))
+	if err != nil {
+		return nil, err
+	}
+	nsswitch, err := imagebuild.RawLayer([]imagebuild.RawEntry{
+		{Header: fileHeader("etc/nsswitch.conf", nsswitchConf, 0o644), Body: []byte(nsswitchConf)}})
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +114,9 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
 		{e2eReg + "nginx:1.27.0-2", nginx, []v1.Layer{nginxRoot, nginxConf}},
 		{e2eReg + "nginx:1.28.0-2", nginx, []v1.Layer{nginxRoot, nginxConf}},
+		// glibc's hostname over busybox's: hostname -f asks glibc's resolver
+		// (/etc/hosts first), as in the upstream Debian-based image.
+		{e2eReg + "glibc-dns-testing:2.1.1", imagebuild.Spec{Cmd: []string{"sh"}}, []v1.Layer{hostnameRoot, nsswitch}},
 		{e2eReg + "nonewprivs:1.4", imagebuild.Spec{Cmd: []string{"nnp"}}, []v1.Layer{nnpLayer}},
 		{e2eReg + "nonroot:1.5", imagebuild.Spec{User: "1234"}, nil},
 		{"registry.k8s.io/pause:3.10.2", imagebuild.Spec{Entrypoint: []string{"/pause"}}, []v1.Layer{pauseLayer}},
@@ -136,6 +149,23 @@ http {
 		index index.html;
 	}
 }
+`
+
+const nsswitchConf = "hosts: files dns\n"
+
+// nmeter stands in for busybox's nmeter, which Debian's busybox build
+// lacks, for the one use the suite makes of it: `nmeter -d0 '%3t' | head
+// -n1` for the time of day with milliseconds (HH:MM:SS.mmm). adjtimex
+// reads the clock with sub-second precision (nanoseconds when the status
+// has STA_NANO, 8192).
+const nmeter = `#!/bin/sh
+while :; do
+	adjtimex | awk '/status:/ { nano = int($2 / 8192) % 2 } /tv_sec/ { s = $2 } /tv_usec/ { f = $2 }
+		END { printf "%s %03d\n", s, nano ? int(f / 1000000) : int(f / 1000) }' | {
+		read -r s ms
+		echo "$(date -u -d "@$s" +%T).$ms"
+	} || exit 0
+done
 `
 
 const agnhostPasswd = "root:x:0:0:root:/root:/bin/sh\n" +
@@ -243,6 +273,7 @@ func appletLinks() (v1.Layer, error) {
 		entries = append(entries, imagebuild.RawEntry{Header: &tar.Header{
 			Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}})
 	}
+	entries = append(entries, imagebuild.RawEntry{Header: fileHeader("bin/nmeter", nmeter, 0o755), Body: []byte(nmeter)})
 	return imagebuild.RawLayer(entries)
 }
 

@@ -34,6 +34,9 @@ type junitCase struct {
 // the report lists them: a failed BeforeSuite must show.
 type results struct {
 	Passed, Failed, Skipped []string
+	// NotSelected counts the specs focus and skip left out (the report
+	// lists them as skipped with the message "skipped").
+	NotSelected int
 	// skipReason is the skip message of specs skipped at run time (not by
 	// focus/skip, which leave none).
 	skipReason map[string]string
@@ -54,6 +57,8 @@ func readJUnit(path string) (*results, error) {
 			switch {
 			case c.Failure != nil || c.Error != nil:
 				r.Failed = append(r.Failed, c.Name)
+			case c.Skipped != nil && c.Skipped.Message == "skipped":
+				r.NotSelected++
 			case c.Skipped != nil:
 				r.Skipped = append(r.Skipped, c.Name)
 				r.skipReason[c.Name] = c.Skipped.Message

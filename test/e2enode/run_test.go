@@ -70,6 +70,19 @@ func TestNodeE2E(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	names := pushImages(t, reg, mustEnv(t, "E2E_NODE_IMAGES"))
 
+	// Cleanups run last-registered first: the pods go (removeAllPods),
+	// then berthd, then what the kubelet left, then the cgroups.
+	made, err := cgroups.Ensure(cgroupRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeCgroups(made) })
+	work, err := os.MkdirTemp("/tmp", "ben")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotHost()
+	t.Cleanup(func() { cleanupNode(t, work, before) })
 	d := testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir})
 	t.Cleanup(func() { removeAllPods(d) })
 	t.Cleanup(func() { os.WriteFile(filepath.Join(report, "berthd.log"), []byte(d.Log()), 0o644) })
@@ -78,17 +91,6 @@ func TestNodeE2E(t *testing.T) {
 	d.Start(t)
 	prePull(t, d, names)
 
-	work, err := os.MkdirTemp("/tmp", "ben")
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := snapshotHost()
-	t.Cleanup(func() { cleanupNode(t, work, before) })
-	made, err := cgroups.Ensure(cgroupRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCgroups(made) })
 	pathDir := filepath.Join(work, "path")
 	if err := pathWithout(pathDir, hiddenCommands); err != nil {
 		t.Fatal(err)
@@ -102,7 +104,6 @@ func TestNodeE2E(t *testing.T) {
 	args = append(args, "--",
 		"--container-runtime-endpoint=unix://"+d.Socket,
 		"--image-service-endpoint=unix://"+d.Socket,
-		"--k8s-bin-dir="+bins,
 		"--node-name="+nodeName,
 		"--report-dir="+report,
 		// berth pre-pulled what is built (prePull): the suite's own
@@ -141,7 +142,8 @@ func TestNodeE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	unexpected := res.unexpected(known)
-	summary := fmt.Sprintf("%d passed, %d failed, %d skipped", len(res.Passed), len(res.Failed), len(res.Skipped))
+	summary := fmt.Sprintf("%d passed, %d failed, %d skipped (%d specs not selected by focus/skip)",
+		len(res.Passed), len(res.Failed), len(res.Skipped), res.NotSelected)
 	os.WriteFile(filepath.Join(report, "summary.txt"), []byte(res.table(known)+summary+"\n"), 0o644)
 	fmt.Printf("\n%s\ne2e-node: %s in %s (JUnit: %s/junit_01.xml)\n", res.table(known), summary, elapsed, report)
 	if len(unexpected) > 0 {

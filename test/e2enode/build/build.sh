@@ -8,12 +8,14 @@
 #   nnp            the nonewprivs test image's program, static
 #   nginx-root     Debian's nginx with its libraries, unpacked from the
 #                  .debs apt downloads (the nginx test image's files)
+#   hostname-root  Debian's hostname with glibc (glibc-dns-testing's)
 #   kubelet        the kubelet of the same release (the suite's --k8s-bin-dir)
 # Reruns find the cached files and skip their builds. A cold build compiles
 # ~2800 packages: tens of minutes on 2 cores (see docs/conformance.md).
 set -euo pipefail
 cd "$(dirname "$0")"
-version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' go.mod)
+version=$(awk '($1 == "require" && $2 == "k8s.io/kubernetes") { print $3 } ($1 == "k8s.io/kubernetes" && $2 ~ /^v/) { print $2 }' go.mod)
+[ -n "$version" ] || { echo "no k8s.io/kubernetes version in go.mod" >&2; exit 1; }
 cache=${BERTH_CACHE:-$HOME/.cache/berth}
 out=$cache/e2e-node-$version
 mkdir -p "$out"
@@ -36,18 +38,26 @@ build() {
 	echo "$name $version built in $(($(date +%s) - start))s" >&2
 }
 
-build e2e_node.test go test -c -trimpath -ldflags "$ldflags" -o "$out/e2e_node.test.tmp" k8s.io/kubernetes/test/e2e_node
+build e2e_node.test go test -c -vet=off -trimpath -ldflags "$ldflags" -o "$out/e2e_node.test.tmp" k8s.io/kubernetes/test/e2e_node
 build ginkgo go build -trimpath -o "$out/ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo
 build agnhost env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/agnhost.tmp" k8s.io/kubernetes/test/images/agnhost
 build nnp env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/nnp.tmp" k8s.io/kubernetes/test/images/nonewprivs
-if [ ! -d "$out/nginx-root" ]; then
+# unpack NAME PACKAGE...: the .debs apt downloads, unpacked into $out/NAME.
+unpack() {
+	local name=$1 debs
+	shift
+	[ -d "$out/$name" ] && return 0
 	debs=$(mktemp -d)
-	(cd "$debs" && apt-get download nginx nginx-common libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g >&2)
-	mkdir -p "$out/nginx-root.tmp"
-	for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$out/nginx-root.tmp"; done
-	rm -rf "$debs" "$out/nginx-root.tmp/usr/share/doc" "$out/nginx-root.tmp/usr/share/man" "$out/nginx-root.tmp/usr/share/lintian"
-	mv "$out/nginx-root.tmp" "$out/nginx-root"
-fi
+	chmod 755 "$debs" # apt downloads as _apt
+	(cd "$debs" && apt-get download "$@" >&2)
+	mkdir -p "$out/$name.tmp"
+	for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$out/$name.tmp"; done
+	rm -rf "$debs" "$out/$name.tmp/usr/share/doc" "$out/$name.tmp/usr/share/man" "$out/$name.tmp/usr/share/lintian"
+	mv "$out/$name.tmp" "$out/$name"
+}
+unpack nginx-root nginx nginx-common libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g
+# glibc-dns-testing: glibc's hostname (hostname -f resolves through glibc).
+unpack hostname-root hostname libc6
 # The kubelet e2e builds the same kubelet into the cache: reuse it.
 if [ ! -x "$out/kubelet" ]; then
 	kubelet=$(../../kubelet/build/build.sh)
