@@ -56,14 +56,26 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 		}
 		return appendLayers(img, append([]v1.Layer{applets}, extra...)...)
 	}
-	agnhostLayer, err := binaryLayer(filepath.Join(bins, "agnhost"), "agnhost", 0o755,
-		// as in agnhost's Dockerfile: the agnhost-2 link, /uploads and a
-		// user and group defined in the image (supplementalGroupsPolicy specs).
+	var certs []tarEntry
+	for _, f := range []string{"localhost.crt", "localhost.key"} {
+		b, err := os.ReadFile(filepath.Join(bins, f))
+		if err != nil {
+			return nil, fmt.Errorf("agnhost's porter certificate (build.sh copies it): %w", err)
+		}
+		certs = append(certs, tarEntry{fileHeader(f, string(b), 0o644), b})
+	}
+	agnhostLayer, err := binaryLayer(filepath.Join(bins, "agnhost"), "agnhost", 0o755, append(certs,
+		// as in agnhost's Dockerfile: the agnhost-2 link, /uploads, a user
+		// and group defined in the image (supplementalGroupsPolicy specs),
+		// porter's certificate at / (https hook specs) and curl (exec hooks).
 		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "agnhost-2", Linkname: "agnhost", Mode: 0o777}, nil},
 		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "uploads/", Mode: 0o755}, nil},
 		tarEntry{fileHeader("etc/passwd", agnhostPasswd, 0o644), []byte(agnhostPasswd)},
 		tarEntry{fileHeader("etc/group", agnhostGroup, 0o644), []byte(agnhostGroup)},
-	)
+		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/", Mode: 0o755}, nil},
+		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/bin/", Mode: 0o755}, nil},
+		tarEntry{fileHeader("usr/local/bin/curl", curl, 0o755), []byte(curl)},
+	)...)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +178,12 @@ while :; do
 		echo "$(date -u -d "@$s" +%T).$ms"
 	} || exit 0
 done
+`
+
+// curl stands in for the curl of the upstream agnhost image (Alpine's)
+// for the one use the suite makes of it, an exec hook's `curl URL`.
+const curl = `#!/bin/sh
+exec wget -q -O - "$@"
 `
 
 const agnhostPasswd = "root:x:0:0:root:/root:/bin/sh\n" +

@@ -100,7 +100,15 @@ func TestNodeE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	args := ginkgoArgs(bins, report)
+	// ginkgo runs a precompiled suite in the suite's directory, where the
+	// suite writes its kubeconfig, kubelet config and static pod dir and
+	// looks for the kubelet: links in the work dir keep all that there.
+	for _, f := range []string{"e2e_node.test", "kubelet"} {
+		if err := os.Symlink(filepath.Join(bins, f), filepath.Join(work, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := ginkgoArgs(filepath.Join(work, "e2e_node.test"))
 	args = append(args, "--",
 		"--container-runtime-endpoint=unix://"+d.Socket,
 		"--image-service-endpoint=unix://"+d.Socket,
@@ -118,7 +126,7 @@ func TestNodeE2E(t *testing.T) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(bins, "ginkgo"), args...)
-	cmd.Dir = work // the suite writes its kubeconfig, kubelet config and static pod dir here
+	cmd.Dir = work
 	cmd.Env = append(os.Environ(), "PATH="+pathDir)
 	cmd.Stdout = io.MultiWriter(os.Stdout, logf)
 	cmd.Stderr = cmd.Stdout
@@ -152,7 +160,7 @@ func TestNodeE2E(t *testing.T) {
 }
 
 // ginkgoArgs are the ginkgo CLI's flags for the precompiled suite.
-func ginkgoArgs(bins, report string) []string {
+func ginkgoArgs(suite string) []string {
 	procs := os.Getenv("E2E_NODE_PROCS")
 	if procs == "" {
 		procs = "1"
@@ -171,7 +179,7 @@ func ginkgoArgs(bins, report string) []string {
 	if os.Getenv("E2E_NODE_DRY_RUN") != "" {
 		args = append(args, "--dry-run", "-v")
 	}
-	return append(args, filepath.Join(bins, "e2e_node.test"))
+	return append(args, suite)
 }
 
 // kubeletFlags go after the suite's own kubelet flags and so win. The

@@ -42,6 +42,12 @@ build e2e_node.test go test -c -vet=off -trimpath -ldflags "$ldflags" -o "$out/e
 build ginkgo go build -trimpath -o "$out/ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo
 build agnhost env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/agnhost.tmp" k8s.io/kubernetes/test/images/agnhost
 build nnp env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/nnp.tmp" k8s.io/kubernetes/test/images/nonewprivs
+# agnhost's image holds the porter subcommand's certificate and key at /
+# (netexec --tls-cert-file /localhost.crt serves the https hook specs).
+if [ ! -f "$out/localhost.key" ]; then
+	src=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+	cp "$src/localhost.crt" "$src/localhost.key" "$out/"
+fi
 # unpack NAME PACKAGE...: the .debs apt downloads, unpacked into $out/NAME.
 unpack() {
 	local name=$1 debs
