@@ -92,8 +92,23 @@ func cleanupNode(t *testing.T, work string, before hostState) {
 	}
 }
 
-// removeCgroups removes the cgroup trees below the dirs cgroups.Ensure
-// made (the kubelet leaves its QoS cgroups), deepest first.
+// newKubepods notes which hierarchies have a kubepods cgroup now; the
+// function it returns lists the kubepods cgroups made since.
+func newKubepods() func() []string {
+	before := globSet("/sys/fs/cgroup/*/kubepods")
+	return func() []string {
+		var made []string
+		for p := range globSet("/sys/fs/cgroup/*/kubepods") {
+			if !before[p] {
+				made = append(made, p)
+			}
+		}
+		return made
+	}
+}
+
+// removeCgroups removes the cgroup trees made (the kubelet leaves its QoS
+// cgroups), deepest first.
 func removeCgroups(made []string) {
 	for i := len(made) - 1; i >= 0; i-- {
 		var dirs []string

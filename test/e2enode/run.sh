@@ -55,8 +55,8 @@ SKIP=${E2E_NODE_SKIP:-$(IFS='|'; echo "${skip[*]}")}
 #              exec, termination message (no pod resize spec is
 #              [NodeConformance] in v1.37: they are [Serial] or features)
 # E2E_NODE_PART picks one; unset runs lifecycle, then rest.
-lifecycle='^\[sig-node\] (Containers Lifecycle|Probing restartable init|Restartable Init)'
-ci='^(\[sig-node\] (Pods |Kubelet when|Container Runtime|Container Lifecycle Hook|InitContainer|Security Context|Probing container|Variable Expansion|Containers should|Downward API|ConfigMap|Secrets|Pod Extended)|\[sig-storage\] (EmptyDir|ConfigMap|Secrets|Downward API volume|Projected|HostPath))'
+lifecycle='\[sig-node\] (Containers Lifecycle|Probing restartable init|Restartable Init)'
+ci='(\[sig-node\] (Pods |Kubelet when|Container Runtime|Container Lifecycle Hook|InitContainer|Security Context|Probing container|Variable Expansion|Containers should|Downward API|ConfigMap|Secrets|Pod Extended)|\[sig-storage\] (EmptyDir|ConfigMap|Secrets|Downward API volume|Projected|HostPath))'
 
 export PATH=/usr/local/go/bin:$PATH
 tags=containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper,containers_image_ostree_stub,e2enode

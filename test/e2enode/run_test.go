@@ -17,16 +17,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/testutil"
 )
 
 // nodeName is the suite's --node-name (the kubelet's hostname override).
 const nodeName = "berth-e2e-node"
 
-// cgroupRoot is the kubelet's cgroupRoot: its QoS and pod cgroups live
-// below it in every hierarchy, made and removed by the run.
-const cgroupRoot = "/berth-e2e-node"
+// cgroupRoot is the kubelet's cgroupRoot. It stays the root: specs of
+// the suite ("Kubelet Cgroup Manager") look for /kubepods there. The run
+// removes the kubepods trees it made (newKubepods).
+const cgroupRoot = "/"
 
 // varLibKubelet is the suite's kubelet root dir (services.KubeletRootDirectory).
 const varLibKubelet = "/var/lib/kubelet"
@@ -72,11 +72,8 @@ func TestNodeE2E(t *testing.T) {
 
 	// Cleanups run last-registered first: the pods go (removeAllPods),
 	// then berthd, then what the kubelet left, then the cgroups.
-	made, err := cgroups.Ensure(cgroupRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCgroups(made) })
+	made := newKubepods()
+	t.Cleanup(func() { removeCgroups(made()) })
 	work, err := os.MkdirTemp("/tmp", "ben")
 	if err != nil {
 		t.Fatal(err)
