@@ -67,7 +67,7 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 	agnhostLayer, err := binaryLayer(filepath.Join(bins, "agnhost"), "agnhost", 0o755, append(certs,
 		// as in agnhost's Dockerfile: the agnhost-2 link, /uploads, a user
 		// and group defined in the image (supplementalGroupsPolicy specs),
-		// porter's certificate at / (https hook specs) and curl (exec hooks).
+		// porter's certificate at / (https hook specs) and curl.
 		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "agnhost-2", Linkname: "agnhost", Mode: 0o777}, nil},
 		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "uploads/", Mode: 0o755}, nil},
 		tarEntry{fileHeader("etc/passwd", agnhostPasswd, 0o644), []byte(agnhostPasswd)},
@@ -181,9 +181,20 @@ done
 `
 
 // curl stands in for the curl of the upstream agnhost image (Alpine's)
-// for the one use the suite makes of it, an exec hook's `curl URL`.
+// for the uses the suite makes of it: `curl [-g -q -s ...] [--max-time N]
+// [--connect-timeout N] URL` (exec hooks, node-to-pod networking checks),
+// through busybox wget.
 const curl = `#!/bin/sh
-exec wget -q -O - "$@"
+t=
+while [ $# -gt 1 ]; do
+	case $1 in
+	--max-time | -m) t=$2; shift 2 ;;
+	--connect-timeout) shift 2 ;;
+	-*) shift ;;
+	*) break ;;
+	esac
+done
+exec wget -q -O - ${t:+-T "$t"} "$@"
 `
 
 const agnhostPasswd = "root:x:0:0:root:/root:/bin/sh\n" +
