@@ -67,7 +67,8 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 	agnhostLayer, err := binaryLayer(filepath.Join(bins, "agnhost"), "agnhost", 0o755, append(certs,
 		// as in agnhost's Dockerfile: the agnhost-2 link, /uploads, a user
 		// and group defined in the image (supplementalGroupsPolicy specs),
-		// porter's certificate at / (https hook specs) and curl.
+		// porter's certificate at / (https hook specs), curl, and OpenBSD's nc
+		// (netcat-root) first on PATH.
 		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "agnhost-2", Linkname: "agnhost", Mode: 0o777}, nil},
 		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "uploads/", Mode: 0o755}, nil},
 		tarEntry{fileHeader("etc/passwd", agnhostPasswd, 0o644), []byte(agnhostPasswd)},
@@ -75,6 +76,7 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/", Mode: 0o755}, nil},
 		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/bin/", Mode: 0o755}, nil},
 		tarEntry{fileHeader("usr/local/bin/curl", curl, 0o755), []byte(curl)},
+		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/local/bin/nc", Linkname: "/bin/nc.openbsd", Mode: 0o777}, nil},
 	)...)
 	if err != nil {
 		return nil, err
@@ -103,6 +105,10 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 	if err != nil {
 		return nil, err
 	}
+	netcatRoot, err := dirLayer(filepath.Join(bins, "netcat-root"))
+	if err != nil {
+		return nil, err
+	}
 	nsswitch, err := imagebuild.RawLayer([]imagebuild.RawEntry{
 		{Header: fileHeader("etc/nsswitch.conf", nsswitchConf, 0o644), Body: []byte(nsswitchConf)}})
 	if err != nil {
@@ -121,9 +127,9 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 		{"docker.io/library/busybox:1.29-2", imagebuild.Spec{Cmd: []string{"sh"}}, nil},
 		{"docker.io/library/busybox:latest", imagebuild.Spec{Cmd: []string{"sh"}}, nil},
 		{e2eReg + "agnhost:2.66.1", imagebuild.Spec{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
-			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
+			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{netcatRoot, agnhostLayer}},
 		{e2eReg + "agnhost:2.55", imagebuild.Spec{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
-			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{agnhostLayer}},
+			ExposedPorts: []string{"80", "8080", "8081", "9376", "5000"}}, []v1.Layer{netcatRoot, agnhostLayer}},
 		{e2eReg + "nginx:1.27.0-2", nginx, []v1.Layer{nginxRoot, nginxConf}},
 		{e2eReg + "nginx:1.28.0-2", nginx, []v1.Layer{nginxRoot, nginxConf}},
 		// glibc's hostname over busybox's: hostname -f asks glibc's resolver

@@ -9,6 +9,7 @@
 #   nginx-root     Debian's nginx with its libraries, unpacked from the
 #                  .debs apt downloads (the nginx test image's files)
 #   hostname-root  Debian's hostname with glibc (glibc-dns-testing's)
+#   netcat-root    Debian's OpenBSD netcat with its libraries (agnhost's nc)
 #   kubelet        the kubelet of the same release (the suite's --k8s-bin-dir)
 # Reruns find the cached files and skip their builds. A cold build compiles
 # ~2800 packages: tens of minutes on 2 cores (see docs/conformance.md).
@@ -64,6 +65,8 @@ unpack() {
 unpack nginx-root nginx nginx-common libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g
 # glibc-dns-testing: glibc's hostname (hostname -f resolves through glibc).
 unpack hostname-root hostname libc6
+# agnhost's nc: OpenBSD netcat (busybox's lacks -u), as in its Alpine image.
+unpack netcat-root netcat-openbsd libbsd0 libmd0 libc6
 # The kubelet e2e builds the same kubelet into the cache: reuse it.
 if [ ! -x "$out/kubelet" ]; then
 	kubelet=$(../../kubelet/build/build.sh)
