@@ -63,10 +63,12 @@ unpack() {
 	mv "$out/$name.tmp" "$out/$name"
 }
 unpack nginx-root nginx nginx-common libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g
-# glibc-dns-testing: glibc's hostname (hostname -f resolves through glibc).
-unpack hostname-root hostname libc6
-# agnhost's nc: OpenBSD netcat (busybox's lacks -u), as in its Alpine image.
-unpack netcat-root netcat-openbsd libbsd0 libmd0 libc6
+# glibc-dns-testing: glibc's hostname (hostname -f resolves through glibc)
+# and bash, as in its Debian-based image.
+unpack hostname-root hostname bash libtinfo6 libc6
+# agnhost's nc (OpenBSD netcat: busybox's lacks -u) and bash (probe specs run
+# /bin/bash), as in its Alpine image.
+unpack netcat-root netcat-openbsd libbsd0 libmd0 bash libtinfo6 libc6
 # The kubelet e2e builds the same kubelet into the cache: reuse it.
 if [ ! -x "$out/kubelet" ]; then
 	kubelet=$(../../kubelet/build/build.sh)
