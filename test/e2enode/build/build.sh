@@ -56,7 +56,8 @@ unpack() {
 	[ -d "$out/$name" ] && return 0
 	debs=$(mktemp -d)
 	chmod 755 "$debs" # apt downloads as _apt
-	(cd "$debs" && apt-get download "$@" >&2)
+	# A fresh machine may have no package lists yet.
+	(cd "$debs" && { apt-get download "$@" >&2 || { apt-get update -qq && apt-get download "$@" >&2; }; })
 	mkdir -p "$out/$name.tmp"
 	for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$out/$name.tmp"; done
 	rm -rf "$debs" "$out/$name.tmp/usr/share/doc" "$out/$name.tmp/usr/share/man" "$out/$name.tmp/usr/share/lintian"
