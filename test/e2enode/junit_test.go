@@ -29,9 +29,10 @@ type junitCase struct {
 	} `xml:"skipped"`
 }
 
-// results sorts the report's specs by outcome. The suite's setup and
-// teardown nodes ([SynchronizedBeforeSuite] etc.) count as specs too, as
-// the report lists them: a failed BeforeSuite must show.
+// results sorts the report's specs ("[It] ...") by outcome. The report
+// also lists the suite's setup and teardown nodes
+// ([SynchronizedBeforeSuite] etc.): they count only when they fail (a
+// failed BeforeSuite must show).
 type results struct {
 	Passed, Failed, Skipped []string
 	// NotSelected counts the specs focus and skip left out (the report
@@ -54,8 +55,12 @@ func readJUnit(path string) (*results, error) {
 	r := &results{skipReason: map[string]string{}}
 	for _, suite := range s.Suites {
 		for _, c := range suite.Cases {
+			failed := c.Failure != nil || c.Error != nil
+			if !strings.HasPrefix(c.Name, "[It] ") && !failed {
+				continue
+			}
 			switch {
-			case c.Failure != nil || c.Error != nil:
+			case failed:
 				r.Failed = append(r.Failed, c.Name)
 			case c.Skipped != nil && c.Skipped.Message == "skipped":
 				r.NotSelected++
