@@ -77,6 +77,9 @@ func e2eImages(bins, pauseBin string) ([]testImage, error) {
 		tarEntry{&tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/bin/", Mode: 0o755}, nil},
 		tarEntry{fileHeader("usr/local/bin/curl", curl, 0o755), []byte(curl)},
 		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/local/bin/nc", Linkname: "/bin/nc.openbsd", Mode: 0o777}, nil},
+		// Debian's busybox sh runs its own applets before $PATH (nc
+		// included); bash as sh finds OpenBSD's nc, as Alpine's sh does.
+		tarEntry{&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/sh", Linkname: "bash", Mode: 0o777}, nil},
 	)...)
 	if err != nil {
 		return nil, err
