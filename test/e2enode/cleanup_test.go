@@ -39,12 +39,14 @@ func removeAllPods(d *testutil.Daemon) {
 // suite's kubelet writes to, so that cleanup removes only the run's own.
 type hostState struct {
 	varLibKubelet bool
-	podLogs       map[string]bool
-	containerLogs map[string]bool
+	// kubeletFiles, podLogs and containerLogs are the entries of
+	// /var/lib/kubelet, /var/log/pods and /var/log/containers.
+	kubeletFiles, podLogs, containerLogs map[string]bool
 }
 
 func snapshotHost() hostState {
-	s := hostState{podLogs: globSet("/var/log/pods/*"), containerLogs: globSet("/var/log/containers/*")}
+	s := hostState{kubeletFiles: globSet(varLibKubelet + "/*"),
+		podLogs: globSet("/var/log/pods/*"), containerLogs: globSet("/var/log/containers/*")}
 	_, err := os.Stat(varLibKubelet)
 	s.varLibKubelet = err == nil
 	return s
@@ -84,6 +86,15 @@ func cleanupNode(t *testing.T, work string, before hostState) {
 	remove := []string{work}
 	if !before.varLibKubelet {
 		remove = append(remove, varLibKubelet)
+	} else {
+		// The kubelet's state (pods, checkpoints, CPU and memory manager
+		// state, pki) must not outlive the run: a later kubelet would
+		// read it.
+		for p := range globSet(varLibKubelet + "/*") {
+			if !before.kubeletFiles[p] {
+				remove = append(remove, p)
+			}
+		}
 	}
 	for _, p := range remove {
 		if err := os.RemoveAll(p); err != nil {
