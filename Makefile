@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
-.PHONY: all deps build test lint bench bench-compare demo clean e2e-kubelet chaos install deb fuzz
+.PHONY: all deps build test lint bench bench-compare demo clean e2e-kubelet e2e-node chaos install deb fuzz
 
 # Debian packages and Go modules berth and its tests need (idempotent).
 deps:
@@ -38,6 +38,13 @@ test: deps build
 e2e-kubelet: deps build
 	kubelet=$$(./test/kubelet/build/build.sh) && KUBELET=$$kubelet BERTH_TEST_BIN_DIR=$(CURDIR)/$(BIN) \
 		GOFLAGS="$(GOFLAGS),kubelet" go test -count=1 -v -timeout 30m ./test/kubelet/
+
+# The kubelet's node e2e suite (k8s.io/kubernetes/test/e2e_node, the same
+# release; [NodeConformance], skips named in the script) against berthd:
+# see test/e2enode/run.sh and docs/conformance.md. E2E_NODE_PART=ci runs
+# the fixed part CI runs.
+e2e-node: deps build
+	BIN=$(CURDIR)/$(BIN) ./test/e2enode/run.sh
 
 # Fuzz targets, each run for FUZZTIME; seed corpora are in each package's
 # testdata/fuzz. A failing input is written there too: commit it with the fix.

@@ -44,12 +44,14 @@ func validName(s string) bool {
 }
 
 // validHostname accepts an RFC 1123 host name of at most 64 bytes (the
-// kernel's limit for the UTS name).
+// kernel's limit for the UTS name), absolute (one trailing dot) or not:
+// with setHostnameAsFQDN and no cluster domain the kubelet asks for
+// "pod.sub.ns.svc.", as the node e2e suite does.
 func validHostname(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}

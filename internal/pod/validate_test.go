@@ -153,3 +153,19 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// TestValidHostname: an absolute FQDN (one trailing dot), which the
+// kubelet sends for setHostnameAsFQDN without a cluster domain, is a host
+// name; an empty label is not.
+func TestValidHostname(t *testing.T) {
+	for _, s := range []string{"a", "pod-1", "hostfqdn-64924.t.hostfqdn-4558.svc.", "a.b", "A0"} {
+		if !validHostname(s) {
+			t.Errorf("%q rejected", s)
+		}
+	}
+	for _, s := range []string{"", ".", "a..b", "a.b..", ".a", "-a", "a-", "a_b", "a b", strings.Repeat("a", 65), strings.Repeat("a", 64) + "."} {
+		if validHostname(s) {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

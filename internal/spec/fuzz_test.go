@@ -31,8 +31,9 @@ func typed(err error) bool {
 // configs (a serialized ContainerConfig) and image settings. It must
 // never panic, a refusal must be a typed error, and a spec it accepts
 // keeps the promises the attack suite relies on: no cwd in /proc, no
-// environment entry with a newline, no mount from a path with "..", an
-// empty inheritable set unless ambient capabilities were asked for.
+// environment entry with a NUL or with a newline in its name or in HOME,
+// no mount from a path with "..", an empty inheritable set unless
+// ambient capabilities were asked for.
 func FuzzGenerate(f *testing.F) {
 	seeds := []*runtimeapi.ContainerConfig{
 		{Command: []string{"sh"}, WorkingDir: "/srv", Envs: []*runtimeapi.KeyValue{{Key: "A", Value: []byte("1")}}},
@@ -76,7 +77,9 @@ func FuzzGenerate(f *testing.F) {
 			t.Fatalf("cwd %q accepted", p.Cwd)
 		}
 		for _, e := range p.Env {
-			if strings.ContainsAny(e, "\n\r\x00") {
+			k, v, _ := strings.Cut(e, "=")
+			if strings.ContainsAny(k, "\n\r\x00") || strings.ContainsRune(v, 0) ||
+				(k == "HOME" && strings.ContainsAny(v, "\n\r")) {
 				t.Fatalf("env entry %q accepted", e)
 			}
 		}

@@ -50,8 +50,12 @@ func command(cfg *runtimeapi.ContainerConfig, entrypoint, cmd []string) ([]strin
 const maxArgLen = 32 * 4096
 
 // checkEnvEntry refuses names and values that cannot be represented in
-// an environment block or that would be read as two variables by the
-// many tools that parse "env" output line by line.
+// an environment block, names that would be read as two variables, and a
+// HOME with a newline: HOME is what passwd-style files and login tools
+// take a line of (CVE-2022-4318; CRI-O refuses it the same way). Other
+// values may hold newlines: Kubernetes passes Secret and ConfigMap values,
+// which often end in one, as env values, and its conformance specs expect
+// them verbatim ("value-1\n"); execve carries them as they are.
 func checkEnvEntry(k, v string) error {
 	if k == "" {
 		return invalid("environment variable with an empty name")
@@ -59,8 +63,11 @@ func checkEnvEntry(k, v string) error {
 	if strings.ContainsAny(k, "=\x00\n\r") {
 		return invalid("environment variable name %q contains '=', NUL or a newline", k)
 	}
-	if strings.ContainsAny(v, "\x00\n\r") {
-		return invalid("environment variable %s: value contains NUL or a newline", k)
+	if strings.ContainsRune(v, 0) {
+		return invalid("environment variable %s: value contains NUL", k)
+	}
+	if k == "HOME" && strings.ContainsAny(v, "\n\r") {
+		return invalid("environment variable HOME: value contains a newline")
 	}
 	if len(k)+1+len(v) >= maxArgLen {
 		return invalid("environment variable %s is %d bytes long: the kernel runs no command with an entry of %d bytes or more", k, len(k)+1+len(v), maxArgLen)

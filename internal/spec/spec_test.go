@@ -172,6 +172,26 @@ func TestEnv(t *testing.T) {
 	} {
 		genErr(t, input(t, &runtimeapi.ContainerConfig{Envs: []*runtimeapi.KeyValue{bad}}), errdefs.ErrInvalidArgument)
 	}
+	in = input(t, &runtimeapi.ContainerConfig{})
+	in.Image.Env = []string{"HOME=/x\nEVIL=1"}
+	genErr(t, in, errdefs.ErrInvalidArgument)
+}
+
+// TestEnvValueWithNewline: a Secret or ConfigMap value ending in a newline
+// reaches the process verbatim, as the kubelet's conformance specs
+// ("Secrets should be consumable via the environment") expect; only HOME
+// may not hold one.
+func TestEnvValueWithNewline(t *testing.T) {
+	in := input(t, &runtimeapi.ContainerConfig{Envs: []*runtimeapi.KeyValue{
+		{Key: "SECRET_DATA", Value: []byte("value-1\n")}, {Key: "MULTI", Value: []byte("a\r\nb")},
+	}})
+	in.Image.Env = append(in.Image.Env, "FROM_IMAGE_MULTI=x\ny")
+	res := gen(t, in)
+	for _, want := range []string{"SECRET_DATA=value-1\n", "MULTI=a\r\nb", "FROM_IMAGE_MULTI=x\ny"} {
+		if !slices.Contains(res.Spec.Process.Env, want) {
+			t.Errorf("env %q lacks %q", res.Spec.Process.Env, want)
+		}
+	}
 }
 
 func TestWorkingDir(t *testing.T) {

@@ -92,8 +92,8 @@ func TestHostileContainerRequests(t *testing.T) {
 	}{
 		{"working dir /proc/self/fd/N", func(c *runtimeapi.ContainerConfig) { c.WorkingDir = "/proc/self/fd/5" }, "/proc"},
 		{"working dir /proc/1/cwd", func(c *runtimeapi.ContainerConfig) { c.WorkingDir = "/proc/1/cwd" }, "/proc"},
-		{"env value with a newline", func(c *runtimeapi.ContainerConfig) {
-			c.Envs = []*runtimeapi.KeyValue{{Key: "A", Value: []byte("1\nLD_PRELOAD=/tmp/evil.so")}}
+		{"HOME with a newline", func(c *runtimeapi.ContainerConfig) {
+			c.Envs = []*runtimeapi.KeyValue{{Key: "HOME", Value: []byte("/root\nevil:x:0:0::/:/bin/sh")}}
 		}, "newline"},
 		{"env name with a newline", func(c *runtimeapi.ContainerConfig) {
 			c.Envs = []*runtimeapi.KeyValue{{Key: "A\nLD_PRELOAD", Value: []byte("/tmp/evil.so")}}
