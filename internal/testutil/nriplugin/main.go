@@ -113,7 +113,12 @@ func (p *plugin) record(r Record) {
 // trouble fails or hangs the event if told to.
 func (p *plugin) trouble(ctx context.Context, event string) error {
 	if p.hang == event {
-		<-ctx.Done()
+		// Hung for good, deaf to the request's deadline: a plugin that
+		// answers DeadlineExceeded when its context ends races the NRI
+		// module's own timer, and the module fails the request instead
+		// of dropping the plugin when the answer wins (see the closing
+		// note of issue 16).
+		time.Sleep(24 * time.Hour)
 		return ctx.Err()
 	}
 	p.mu.Lock()
