@@ -3,37 +3,13 @@
 package e2enode
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/berth-cri/berth/internal/testutil"
 )
-
-// removeAllPods removes every sandbox through CRI before berthd stops, so
-// that each pod gets its CNI DEL. Cleanup only.
-func removeAllPods(d *testutil.Daemon) {
-	if d.Runtime == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	resp, err := d.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return
-	}
-	for _, p := range resp.GetItems() {
-		d.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
-		d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
-	}
-}
 
 // hostState is what existed before the run in the host paths the
 // suite's kubelet writes to, so that cleanup removes only the run's own.

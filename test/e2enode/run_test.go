@@ -81,7 +81,7 @@ func TestNodeE2E(t *testing.T) {
 	before := snapshotHost()
 	t.Cleanup(func() { cleanupNode(t, work, before) })
 	d := testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir})
-	t.Cleanup(func() { removeAllPods(d) })
+	t.Cleanup(func() { d.RemoveAllPods(2 * time.Minute) })
 	t.Cleanup(func() { os.WriteFile(filepath.Join(report, "berthd.log"), []byte(d.Log()), 0o644) })
 	d.WriteRegistriesConf(t, registriesConf(reg.Host))
 	writeCNI(t, d)

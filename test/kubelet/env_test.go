@@ -3,7 +3,6 @@
 package kubelet
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/cgroups"
 	"github.com/berth-cri/berth/internal/testutil"
@@ -101,7 +98,7 @@ func startEnv(t *testing.T) *env {
 	e.reg.Push(t, "busybox:e2e", img)
 
 	e.d = testutil.NewDaemon(t, testutil.DaemonOptions{BinDir: binDir})
-	t.Cleanup(func() { removeAllPods(e.d) })
+	t.Cleanup(func() { e.d.RemoveAllPods(time.Minute) })
 	e.d.WriteRegistriesConf(t, fmt.Sprintf(`[[registry]]
 prefix = "docker.io/library/busybox"
 location = "%s/busybox"
@@ -341,24 +338,6 @@ func (e *env) kubeletLogGrep(subs ...string) []string {
 		}
 	}
 	return out
-}
-
-// removeAllPods removes every sandbox through CRI before berthd stops, so
-// a failed run still gets its CNI DEL (iptables, IPs). Cleanup only.
-func removeAllPods(d *testutil.Daemon) {
-	if d.Runtime == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	resp, err := d.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return
-	}
-	for _, p := range resp.GetItems() {
-		d.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
-		d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
-	}
 }
 
 func freePort(t *testing.T) int {
